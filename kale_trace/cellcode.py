@@ -1,0 +1,148 @@
+"""Turn a notebook cell into plain Python that runs without IPython.
+
+Pipeline steps run in a bare interpreter. Magics that only change how a cell is timed or
+displayed become their plain code; setup magics (`%matplotlib`, `%pip install`, ...) are
+dropped; anything else would silently change meaning, so it is refused with a clear fix.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import lru_cache
+
+from IPython.core.inputtransformer2 import TransformerManager
+
+from kale_trace.errors import KaleTraceError
+
+# Line magics that change timing or display only: the statement runs as plain code.
+_CODE_MAGICS = {"time", "timeit", "prun"}
+# Line magics with no effect on what a step computes: dropped.
+_NOOP_MAGICS = {
+    "matplotlib", "load_ext", "reload_ext", "autoreload", "aimport", "config", "pip",
+    "conda", "who", "whos", "who_ls", "lsmagic", "pylab_off", "precision", "xmode",
+}  # fmt: skip
+_NOOP_CELL_MAGICS = {"capture_off"}
+
+
+_TRANSFORMER = TransformerManager()
+
+
+@lru_cache(maxsize=4096)
+def python_source(cell_source: str) -> str:
+    """The Python that IPython would run for this cell (magics become `get_ipython()` calls)."""
+    return _TRANSFORMER.transform_cell(cell_source)
+
+
+@lru_cache(maxsize=4096)
+def plain_python_lenient(source: str) -> str:
+    """Like `plain_python`, but keeps refused magics as calls: for analysis, never fails."""
+    try:
+        return _rewrite(source, strict=False)
+    except SyntaxError:
+        return python_source(source)
+
+
+@lru_cache(maxsize=4096)
+def plain_python(source: str) -> str:
+    """The cell as plain Python: unchanged when it has no magics."""
+    return _rewrite(source, strict=True)
+
+
+def _rewrite(source: str, *, strict: bool) -> str:
+    transformed = python_source(source)
+    if "get_ipython" not in transformed:
+        return source
+    tree = ast.parse(transformed)
+    if not any(_magic_call(node) for node in ast.walk(tree)):
+        return source
+    tree = _Rewriter(strict).visit(tree)
+    for node in ast.walk(tree) if strict else ():
+        leftover = _magic_call(node)
+        if leftover is not None:
+            _refuse(f"get_ipython().{leftover[0]}({_constant(leftover[1], 0)!r})")
+    ast.fix_missing_locations(tree)
+    return ast.unparse(tree) + "\n"
+
+
+def _magic_call(node: ast.AST) -> tuple[str, list[ast.expr]] | None:
+    """`get_ipython().<method>(...)` as (method, args), else None."""
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+        return None
+    owner = node.func.value
+    if (
+        isinstance(owner, ast.Call)
+        and isinstance(owner.func, ast.Name)
+        and owner.func.id == "get_ipython"
+    ):
+        return node.func.attr, list(node.args)
+    return None
+
+
+def _constant(args: list[ast.expr], index: int) -> str:
+    node = args[index] if index < len(args) else None
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else ""
+
+
+class _Rewriter(ast.NodeTransformer):
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+
+    def _refuse(self, node: ast.AST, what: str) -> ast.AST:
+        if self.strict:
+            _refuse(what)
+        return node
+
+    def visit_Expr(self, node: ast.Expr) -> ast.AST | list[ast.stmt]:
+        call = _magic_call(node.value)
+        if call is None:
+            return self.generic_visit(node)
+        method, args = call
+        name = _constant(args, 0)
+        if method == "run_line_magic":
+            if name in _CODE_MAGICS:
+                return self._parse_body(_strip_flags(_constant(args, 1)))
+            if name in _NOOP_MAGICS:
+                return ast.Pass()
+            return self._refuse(node, f"%{name}")
+        if method == "run_cell_magic":
+            if name in _CODE_MAGICS or (name == "capture" and not _constant(args, 1).strip()):
+                return self._parse_body(_constant(args, 2))
+            return self._refuse(node, f"%%{name}")
+        if method == "system":
+            command = name.strip()
+            if command.startswith(("pip install", "pip3 install", "conda install")):
+                return ast.Pass()
+            return self._refuse(node, f"!{command.split()[0] if command else ''}")
+        return self._refuse(node, f"get_ipython().{method}")
+
+    def visit_Assign(self, node: ast.Assign) -> ast.AST:
+        call = _magic_call(node.value)
+        if call is not None:
+            method, args = call
+            if method == "run_line_magic" and _constant(args, 0) in _CODE_MAGICS:
+                node.value = ast.parse(_strip_flags(_constant(args, 1)), mode="eval").body
+                return node
+            return self._refuse(node, f"{method}({_constant(args, 0)!r}) in an assignment")
+        return self.generic_visit(node)
+
+    def _parse_body(self, code: str) -> list[ast.stmt]:
+        tree = ast.parse(python_source(code))
+        return _Rewriter(self.strict).visit(tree).body or [ast.Pass()]
+
+
+def _strip_flags(line: str) -> str:
+    """`%timeit -n 10 -r 2 f()` → `f()`: drop leading option flags of timing magics."""
+    words = line.split(" ")
+    while words and words[0].startswith("-"):
+        flag = words.pop(0)
+        if flag in {"-n", "-r", "-p", "-s", "-l", "-T", "-D"} and words:
+            words.pop(0)
+    return " ".join(words)
+
+
+def _refuse(what: str) -> None:
+    raise KaleTraceError(
+        f"{what} cannot run inside a pipeline step (steps run as plain Python, without IPython)",
+        fix="do it in plain Python (os.chdir, os.environ, subprocess.run), "
+        "or move the line to a cell tagged `skip`",
+    )

@@ -1,0 +1,56 @@
+"""Python literals for generated code: readable where possible, exact and inert always.
+
+Every string and value that comes from a notebook goes through here, so no notebook can
+inject code into the pipeline module. Each literal is checked by parsing it back.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+from typing import Any
+
+_SAFE_CONTROLS = {"\n", "\t"}
+
+
+def value_literal(value: Any) -> str:
+    """A literal for a JSON-like value (None, bool, int, float, str, list, dict)."""
+    text = repr(value)
+    if ast.literal_eval(text) != value or type(ast.literal_eval(text)) is not type(value):
+        raise ValueError(f"cannot write {type(value).__name__} value as an exact literal")
+    return text
+
+
+def code_literal(code: str) -> str:
+    """A triple-quoted literal that shows code as written, escaping only what must be."""
+    out = []
+    for char in code:
+        if char == "\\":
+            out.append("\\\\")
+        elif (not char.isprintable() and char not in _SAFE_CONTROLS) or _is_surrogate(char):
+            out.append(char.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(char)
+    body = "".join(out).replace('"""', '\\"\\"\\"')
+    if body.endswith('"'):
+        body = body[:-1] + '\\"'
+    literal = f'"""{body}"""'
+    try:
+        exact = ast.literal_eval(literal) == code
+    except (SyntaxError, ValueError):
+        exact = False
+    return literal if exact else repr(code)
+
+
+def _is_surrogate(char: str) -> bool:
+    return 0xD800 <= ord(char) <= 0xDFFF
+
+
+def identifier(name: str) -> str:
+    """Refuse anything that is not a plain identifier (names are validated upstream)."""
+    if not name.isidentifier() or name in _KEYWORDS:
+        raise ValueError(f"not a valid Python identifier: {name!r}")
+    return name
+
+
+_KEYWORDS = set(keyword.kwlist)

@@ -1,0 +1,303 @@
+"""Render the dataflow as a readable, deterministic KFP v2 pipeline module.
+
+All names are identifiers validated upstream and all values go through `literals`, so the
+module's structure is fixed by the template and nothing from the notebook can change it.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from kale_trace.cellcode import plain_python
+from kale_trace.codegen.formatting import format_python
+from kale_trace.codegen.literals import code_literal, identifier, value_literal
+from kale_trace.codegen.packages import pinned_requirements
+from kale_trace.errors import KaleTraceError
+from kale_trace.marshal import Marshaller, choose_marshaller, parameter_type
+from kale_trace.notebook.model import Cell
+from kale_trace.tracer.dataflow import Dataflow, Flow, StepFlow
+
+_DSL_IMPORTS = ["Artifact", "Dataset", "Input", "Metrics", "Model", "Output", "OutputPath"]
+_MODULE_NAMES = {"dsl", "compiler", "kfp", "BASE_IMAGE", *_DSL_IMPORTS}
+_BODY_NAMES = {"linecache", "json", "cloudpickle"}
+
+_WRITE_PARAMETER = """def _kale_write_parameter(path, value):
+    # KFP reads string outputs as text and every other type as JSON.
+    import json
+
+    with open(path, "w", encoding="utf-8") as file:
+        file.write(value if isinstance(value, str) else json.dumps(value))"""
+
+_OPTIONAL = """def _kale_save_optional(namespace, name, path):
+    # The dry run never bound this name: pass it on only if this run does.
+    import cloudpickle
+
+    with open(path, "wb") as file:
+        cloudpickle.dump((name in namespace, namespace.get(name)), file)
+
+def _kale_load_optional(namespace, name, path):
+    import cloudpickle
+
+    with open(path, "rb") as file:
+        present, value = cloudpickle.load(file)
+    if present:
+        namespace[name] = value"""
+
+_LOG_METRICS = """def _kale_log_metrics(metrics, namespace, names):
+    # pipeline-metrics: every numeric value becomes a KFP metric of this step.
+    import numbers
+
+    for name in names:
+        value = namespace.get(name)
+        if isinstance(value, numbers.Number) and not isinstance(value, bool):
+            metrics.log_metric(name, float(value))"""
+
+
+@dataclass
+class _Port:
+    """How one value enters or leaves a component."""
+
+    flow: Flow
+    io_name: str
+    marshaller: Marshaller
+    parameter: str | None  # KFP parameter type when it travels as a parameter
+
+
+@dataclass
+class _Names:
+    """Allocates unique identifiers, preferring the notebook's own names."""
+
+    taken: set[str] = field(default_factory=set)
+
+    def take(self, preferred: str, *fallbacks: str) -> str:
+        for candidate in (preferred, *fallbacks):
+            if candidate not in self.taken and not candidate.startswith("_kale"):
+                self.taken.add(candidate)
+                return candidate
+        base, number = fallbacks[-1] if fallbacks else preferred, 2
+        while f"{base}_{number}" in self.taken:
+            number += 1
+        self.taken.add(f"{base}_{number}")
+        return f"{base}_{number}"
+
+
+def render_pipeline(
+    flow: Dataflow,
+    *,
+    base_image: str | None = None,
+    local: bool = False,
+    yaml_name: str = "pipeline.yaml",
+) -> str:
+    """The pipeline module's source. `local=True` renders for kfp.local (no installs)."""
+    env = Environment(
+        loader=PackageLoader("kale_trace", "templates"),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # Python, not HTML: every value is a checked literal instead
+    )
+    notebook_name = flow.notebook.path.name
+    module_names = _Names(set(_MODULE_NAMES) | {p.name for p in flow.parameters})
+    functions = {s.name: module_names.take(s.name, f"{s.name}_step") for s in flow.steps}
+    tasks = {s.name: module_names.take(f"{s.name}_task") for s in flow.steps}
+    pipeline_function = module_names.take(
+        "pipeline", f"{identifier(flow.pipeline.replace('-', '_'))}_pipeline"
+    )
+
+    outputs: dict[tuple[str, str], _Port] = {}
+    rendered_steps = []
+    for step in flow.steps:
+        rendered_steps.append(_render_step(step, flow, functions[step.name], outputs, local))
+    task_blocks = [_task(step, flow, functions, tasks, outputs) for step in flow.steps]
+    metadata = flow.notebook.metadata
+    image = base_image or metadata.get("base_image") or metadata.get("docker_image")
+    image = image or f"python:{sys.version_info.major}.{sys.version_info.minor}"
+    source = env.get_template("pipeline.py.j2").render(
+        pipeline_name_literal=value_literal(flow.pipeline),
+        description_literal=value_literal(
+            metadata.get("pipeline_description") or f"Compiled by kale-trace from {notebook_name}"
+        ),
+        notebook_literal=value_literal(notebook_name),
+        notebook_name=_comment_safe(notebook_name),
+        dsl_imports=_DSL_IMPORTS,
+        base_image=value_literal(image),
+        local=local,
+        prologue=[_cell(c, notebook_name, None) for c in flow.prologue],
+        steps=rendered_steps,
+        pipeline_function=pipeline_function,
+        parameters=[
+            f"{identifier(p.name)}: {p.type} = {value_literal(p.default)}" for p in flow.parameters
+        ],
+        tasks=task_blocks,
+        yaml_literal=value_literal(yaml_name),
+    )
+    return format_python(source)
+
+
+def _comment_safe(text: str) -> str:
+    return "".join(ch if ch.isprintable() and ch not in '"\\' else "?" for ch in text)
+
+
+def _cell(cell: Cell, notebook_name: str, step: str | None) -> dict[str, str]:
+    where = f"{notebook_name} cell {cell.index}" + (f", step {step}" if step else "")
+    try:
+        code = plain_python(cell.source)
+    except KaleTraceError as error:
+        raise error.located(cell=cell.index, cell_source=cell.source, step=step) from None
+    return {"filename": value_literal(f"<{where}>"), "code": code_literal(code)}
+
+
+def _port(flow: Flow, io_name: str) -> _Port:
+    if flow.optional:
+        return _Port(
+            flow, io_name, choose_marshaller({"type": "unknown", "mro": [], "kind": "data"}), None
+        )
+    marshaller = choose_marshaller(flow.info)
+    parameter = parameter_type(flow.info) if marshaller.artifact is None else None
+    return _Port(flow, io_name, marshaller, parameter)
+
+
+def _render_step(
+    step: StepFlow,
+    flow: Dataflow,
+    function: str,
+    outputs: dict[tuple[str, str], _Port],
+    local: bool,
+) -> dict[str, Any]:
+    notebook_name = flow.notebook.path.name
+    io = _Names(set(_BODY_NAMES))
+    signature: list[str] = []
+    loads: list[str] = []
+    saves: list[str] = []
+    helpers: dict[str, str] = {}
+    param_types = {p.name: p.type for p in flow.parameters}
+    for name in step.parameters:
+        io_name = io.take(identifier(name), f"{name}_param")
+        signature.append(f"{io_name}: {param_types[name]}")
+        loads.append(f"_kale_ns[{name!r}] = {io_name}")
+    inputs: list[tuple[Flow, _Port]] = []
+    for item in step.inputs:
+        port = _port(
+            item, io.take(identifier(item.variable), f"{item.variable}_from_{item.producer}")
+        )
+        inputs.append((item, port))
+        if port.parameter:
+            signature.append(f"{port.io_name}: {port.parameter}")
+            loads.append(f"_kale_ns[{item.variable!r}] = {port.io_name}")
+        elif item.optional:
+            signature.append(f"{port.io_name}: Input[Artifact]")
+            helpers["optional"] = _OPTIONAL
+            loads.append(f"_kale_load_optional(_kale_ns, {item.variable!r}, {port.io_name}.path)")
+        else:
+            signature.append(f"{port.io_name}: Input[{port.marshaller.artifact}]")
+            helpers[port.marshaller.name] = port.marshaller.source
+            load = port.marshaller.load_function
+            loads.append(f"_kale_ns[{item.variable!r}] = {load}({port.io_name}.path)")
+    for item in step.outputs:
+        port = _port(item, io.take(identifier(item.variable), f"{item.variable}_out"))
+        outputs[(step.name, item.variable)] = port
+        if port.parameter:
+            signature.append(f"{port.io_name}: OutputPath({port.parameter})")
+            helpers["write_parameter"] = _WRITE_PARAMETER
+            saves.append(f"_kale_write_parameter({port.io_name}, _kale_ns[{item.variable!r}])")
+        elif item.optional:
+            signature.append(f"{port.io_name}: Output[Artifact]")
+            helpers["optional"] = _OPTIONAL
+            saves.append(f"_kale_save_optional(_kale_ns, {item.variable!r}, {port.io_name}.path)")
+        else:
+            signature.append(f"{port.io_name}: Output[{port.marshaller.artifact}]")
+            helpers[port.marshaller.name] = port.marshaller.source
+            saves.append(
+                f"{port.marshaller.save_function}(_kale_ns[{item.variable!r}], {port.io_name}.path)"
+            )
+    if step.metrics:
+        metrics = io.take("metrics", "pipeline_metrics")
+        signature.append(f"{metrics}: Output[Metrics]")
+        helpers["metrics"] = _LOG_METRICS
+        saves.append(f"_kale_log_metrics({metrics}, _kale_ns, {value_literal(step.metrics)})")
+    reemit = [
+        {
+            "filename": value_literal(f"<{notebook_name}: import {name}>"),
+            "code": code_literal(line + "\n"),
+        }
+        for name, line in sorted(step.imports.items())
+    ] + [
+        {
+            "filename": value_literal(f"<{notebook_name}: definition of {name}>"),
+            "code": code_literal(source + "\n"),
+        }
+        for name, source in step.definitions.items()
+    ]
+    settings = flow.notebook.step(step.name).settings
+    packages: list[str] = []
+    if not local:
+        marshal_packages = {p for _, port in inputs for p in port.marshaller.packages}
+        marshal_packages |= {
+            p
+            for key, port in outputs.items()
+            if key[0] == step.name
+            for p in port.marshaller.packages
+        }
+        if "optional" in helpers:
+            marshal_packages.add("cloudpickle")
+        value_modules = {
+            f.info.get("type", "").split(".")[0]
+            for f in step.inputs
+            if "." in f.info.get("type", "")
+        }
+        packages = pinned_requirements(
+            flow.prologue_modules | step.modules | value_modules, marshal_packages
+        )
+    return {
+        "function": function,
+        "display_literal": value_literal(step.display_name),
+        "cell_list": ", ".join(str(c.index) for c in step.cells),
+        "image": value_literal(settings.image) if settings.image else "BASE_IMAGE",
+        "packages": [value_literal(p) for p in packages],
+        "signature": signature,
+        "helpers": [helpers[key] for key in sorted(helpers)],
+        "loads": loads,
+        "reemit": reemit,
+        "cells": [_cell(c, notebook_name, step.name) for c in step.cells],
+        "saves": saves,
+    }
+
+
+def _task(
+    step: StepFlow,
+    flow: Dataflow,
+    functions: dict[str, str],
+    tasks: dict[str, str],
+    outputs: dict[tuple[str, str], _Port],
+) -> dict[str, Any]:
+    # Argument names must match the component's signature: re-derive them the same way.
+    io = _Names(set(_BODY_NAMES))
+    arguments = []
+    for name in step.parameters:
+        io_name = io.take(name, f"{name}_param")
+        arguments.append(f"{io_name}={name}")
+    producers = set()
+    for item in step.inputs:
+        io_name = io.take(item.variable, f"{item.variable}_from_{item.producer}")
+        port = outputs[(item.producer, item.variable)]
+        arguments.append(f"{io_name}={tasks[item.producer]}.outputs[{port.io_name!r}]")
+        producers.add(item.producer)
+    extras = []
+    order_only = [name for name in step.after if name not in producers]
+    if order_only:
+        extras.append(f"{tasks[step.name]}.after({', '.join(tasks[n] for n in order_only)})")
+    settings = flow.notebook.step(step.name).settings
+    if settings.cache is not None:
+        extras.append(f"{tasks[step.name]}.set_caching_options({settings.cache!r})")
+    return {
+        "variable": tasks[step.name],
+        "function": functions[step.name],
+        "arguments": arguments,
+        "display_literal": value_literal(step.display_name),
+        "extras": extras,
+    }

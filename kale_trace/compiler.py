@@ -1,0 +1,79 @@
+"""The whole compile: notebook → dry run → dataflow → pipeline module → KFP YAML.
+
+One direction, each stage feeding the next (DESIGN §1); everything lands in the output
+folder at once or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kale_trace.codegen.kfp_compile import compile_to_yaml
+from kale_trace.codegen.render import render_pipeline
+from kale_trace.dataflow_json import dumps
+from kale_trace.executor.dryrun import dry_run
+from kale_trace.notebook.loader import load_notebook
+from kale_trace.outputs import atomic_folder
+from kale_trace.tracer.dataflow import Dataflow, build_dataflow
+from kale_trace.tracer.static_run import static_run
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    overrides: dict[str, Any]  # -p / -f: the pipeline's defaults
+    samples: dict[str, Any]  # --sample-params: the dry run only
+    trace: bool = True
+    cell_timeout: float | None = None
+    base_image: str | None = None
+
+
+@dataclass(frozen=True)
+class Compiled:
+    dataflow: Dataflow
+    outdir: Path
+    python_path: Path
+    yaml_path: Path
+    dataflow_path: Path
+
+
+def trace_notebook(
+    path: Path, options: CompileOptions, progress: Callable[[str], None] = lambda _: None
+) -> Dataflow:
+    """Load and dry-run the notebook (or analyse it statically) into its dataflow."""
+    notebook = load_notebook(path)
+    progress(f"notebook {path.name}: {len(notebook.steps)} steps")
+    if options.trace:
+        run = dry_run(
+            notebook,
+            overrides=options.overrides,
+            samples=options.samples,
+            cell_timeout=options.cell_timeout,
+            progress=progress,
+        )
+    else:
+        run = static_run(notebook, options.overrides)
+    return build_dataflow(notebook, run)
+
+
+def compile_notebook(
+    path: Path,
+    outdir: Path,
+    options: CompileOptions,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Compiled:
+    """Trace and compile; writes <pipeline>.py, <pipeline>.yaml and dataflow.json."""
+    flow = trace_notebook(path, options, progress)
+    name = flow.pipeline
+    with atomic_folder(outdir) as staging:
+        source = render_pipeline(flow, base_image=options.base_image, yaml_name=f"{name}.yaml")
+        (staging / f"{name}.py").write_text(source, encoding="utf-8")
+        progress("compiling with the KFP compiler")
+        compile_to_yaml(staging / f"{name}.py", staging / f"{name}.yaml")
+        (staging / "dataflow.json").write_text(dumps(flow), encoding="utf-8")
+    outdir = outdir.resolve()
+    return Compiled(
+        flow, outdir, outdir / f"{name}.py", outdir / f"{name}.yaml", outdir / "dataflow.json"
+    )

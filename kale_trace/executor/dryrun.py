@@ -1,0 +1,170 @@
+"""Run the pipeline's cells once, in notebook order, probing the namespace after each step.
+
+The result is facts, not guesses: what each step defined, rebound, mutated and deleted, with
+the real types and sizes of the values, plus the parameters it ran with.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kale_trace.errors import KaleTraceError
+from kale_trace.executor.kernel import Kernel
+from kale_trace.executor.parameters import (
+    Parameter,
+    check_known,
+    coerce,
+    injection_source,
+    kfp_type,
+    parameter_names,
+)
+from kale_trace.notebook.model import Cell, CellRole, Notebook
+
+PROLOGUE = "(imports and functions)"
+PARAMETERS = "(parameters)"
+
+
+@dataclass
+class Segment:
+    """A run of consecutive cells of one step (or the prologue/parameters) and its probe."""
+
+    step: str  # a step name, PROLOGUE or PARAMETERS
+    cells: list[Cell]
+    probe: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    peak_rss_bytes: int = 0
+
+
+@dataclass
+class DryRun:
+    parameters: list[Parameter]
+    segments: list[Segment]
+    traced: bool = True  # False for --no-trace: segments carry no probes
+
+
+Progress = Callable[[str], None]
+
+
+def segments_of(notebook: Notebook) -> list[Segment]:
+    """Group the cells that run into segments, in notebook order."""
+    last_step = notebook.steps[-1].name if notebook.steps else None
+    segments: list[Segment] = []
+    for cell in notebook.cells:
+        if cell.role in (CellRole.SKIP, CellRole.INJECTED):
+            continue
+        if cell.role in (CellRole.IMPORTS, CellRole.FUNCTIONS):
+            owner = PROLOGUE
+        elif cell.role is CellRole.PARAMETERS:
+            owner = PARAMETERS
+        elif cell.role is CellRole.METRICS:
+            owner = last_step or PROLOGUE  # metrics are reported by the last step
+        else:
+            owner = cell.step or PROLOGUE
+        if segments and segments[-1].step == owner and owner != PARAMETERS:
+            segments[-1].cells.append(cell)
+        else:
+            segments.append(Segment(owner, [cell]))
+    return segments
+
+
+def resolve_parameters(
+    notebook: Notebook,
+    defaults: dict[str, Any],
+    overrides: dict[str, Any],
+    samples: dict[str, Any],
+) -> list[Parameter]:
+    """Typed parameters: defaults from the notebook (or -p), samples for the dry run only."""
+    names = list(defaults)
+    check_known(overrides, names, "-p/--parameters")
+    check_known(samples, names, "--sample-params")
+    where = {"notebook": str(notebook.path)}
+    cell = notebook.parameters_cell
+    if cell is not None:
+        where.update(cell=cell.index, cell_source=cell.source)
+    params = []
+    for name in names:
+        try:
+            kind = kfp_type(name, defaults[name])
+            default = coerce(name, kind, overrides.get(name, defaults[name]), "-p/--parameters")
+            sample = coerce(name, kind, samples.get(name, default), "--sample-params")
+        except KaleTraceError as error:
+            raise error.located(**where) from None
+        params.append(Parameter(name, kind, default, sample))
+    return params
+
+
+def dry_run(
+    notebook: Notebook,
+    *,
+    overrides: dict[str, Any] | None = None,
+    samples: dict[str, Any] | None = None,
+    cell_timeout: float | None = None,
+    progress: Progress = lambda _: None,
+) -> DryRun:
+    """Execute the notebook's pipeline cells once in a fresh kernel and probe every step."""
+    overrides = overrides or {}
+    samples = samples or {}
+    segments = segments_of(notebook)
+    parameters: list[Parameter] = []
+    if notebook.parameters_cell is None:
+        check_known({**overrides, **samples}, [], "-p/--sample-params")
+    with tempfile.TemporaryDirectory(prefix="kale-trace-probe-") as tmp:
+        probe_file = Path(tmp) / "probe.json"
+        with Kernel(notebook.path, cell_timeout=cell_timeout) as kernel:
+            _probe(kernel, probe_file, reset=True)  # baseline: the kernel's own names
+            for segment in segments:
+                progress(f"dry run: {segment.step}")
+                started = time.perf_counter()
+                for cell in segment.cells:
+                    try:
+                        kernel.run_cell(cell.source, index=cell.index, tags=cell.tags)
+                    except KaleTraceError as error:
+                        step = segment.step if segment.step not in (PROLOGUE, PARAMETERS) else None
+                        raise error.located(notebook=str(notebook.path), step=step) from None
+                    if cell.role is CellRole.PARAMETERS:
+                        defaults = _read_values(kernel, parameter_names(cell.source), cell)
+                        parameters = resolve_parameters(notebook, defaults, overrides, samples)
+                        given = overrides.keys() | samples.keys()
+                        injected = {p.name: p.sample for p in parameters if p.name in given}
+                        if injected:
+                            kernel.run_cell(injection_source(injected), index=cell.index)
+                segment.seconds = time.perf_counter() - started
+                segment.probe, segment.peak_rss_bytes = _probe(kernel, probe_file)
+    return DryRun(parameters=parameters, segments=segments)
+
+
+def _probe(kernel: Kernel, path: Path, reset: bool = False) -> tuple[dict[str, Any], int]:
+    module = '__import__("kale_trace.tracer.kernel_probe", fromlist=["probe"])'
+    code = (f"{module}.reset()\n" if reset else "") + (
+        f"{module}.probe(get_ipython().user_ns, {str(path)!r})"
+    )
+    rss = "__import__('resource').getrusage(__import__('resource').RUSAGE_SELF).ru_maxrss"
+    result = kernel.run_silent(code, {"rss": rss})
+    return json.loads(path.read_text(encoding="utf-8")), int(result["rss"]) * 1024
+
+
+def _read_values(kernel: Kernel, names: list[str], cell: Cell) -> dict[str, Any]:
+    """The parameters cell's values, as JSON; anything else is refused with the name."""
+    expression = (
+        f"__import__('json').dumps({{n: get_ipython().user_ns[n] for n in {names!r}}}, "
+        "default=lambda o: {'__kale_unsupported__': type(o).__name__})"
+    )
+    raw = kernel.run_silent("", {"values": expression})["values"]
+    values = json.loads(ast.literal_eval(raw))
+    for name, value in values.items():
+        if isinstance(value, dict) and "__kale_unsupported__" in value:
+            raise KaleTraceError(
+                f"parameter '{name}' is bound to a {value['__kale_unsupported__']}; pipeline "
+                "parameters must be bool, int, float, str, list or dict",
+                cell=cell.index,
+                cell_source=cell.source,
+                fix=f"give '{name}' a literal default of one of those types",
+            )
+    return values

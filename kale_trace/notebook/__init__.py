@@ -1,0 +1,1 @@
+"""The notebook model: cells, Kale tags, metadata and the step DAG."""

@@ -1,0 +1,1 @@
+"""What each step really does: kernel-side probes, static facts, and the merged dataflow."""

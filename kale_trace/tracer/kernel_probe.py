@@ -1,0 +1,242 @@
+"""Runs inside the dry-run kernel after each step: snapshot the namespace, diff, report.
+
+Strong references to the previous snapshot's values are kept until the next probe, so an id
+seen twice is the same object (ids of freed objects get reused). Import-light on purpose: it
+lives in the user's kernel.
+"""
+
+from __future__ import annotations
+
+import dis
+import importlib
+import inspect
+import json
+import math
+import os
+import random
+import sys
+import types
+from typing import Any
+
+from kale_trace.tracer.fingerprint import fingerprint
+
+_IPYTHON_NAMES = {
+    "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_ih", "_dh", "In", "Out", "get_ipython",
+    "exit", "quit", "__builtins__", "__name__", "__doc__", "__package__", "__loader__",
+    "__spec__", "__builtin__", "_sh",
+}  # fmt: skip
+_UNMOVABLE_MODULES = {
+    "socket",
+    "_socket",
+    "_io",
+    "io",
+    "sqlite3",
+    "threading",
+    "_thread",
+    "multiprocessing",
+    "subprocess",
+    "asyncio",
+}
+_JSON_LIMIT = 64 * 1024
+
+_previous: dict[str, tuple[int, str | None, Any]] = {}  # name -> (id, fingerprint, value)
+
+
+def reset() -> None:
+    """Forget the previous snapshot (a new dry run)."""
+    _previous.clear()
+
+
+def _user_names(user_ns: dict[str, Any]) -> list[str]:
+    names = []
+    for name in user_ns:
+        if name in _IPYTHON_NAMES:
+            continue
+        if name.startswith("_i") and name[2:].isdigit():
+            continue
+        if name.startswith("_") and name[1:].isdigit():
+            continue
+        names.append(name)
+    return names
+
+
+def probe(user_ns: dict[str, Any], out_path: str) -> None:
+    """Diff the namespace against the last probe and write the report as JSON."""
+    current: dict[str, tuple[int, str | None, Any]] = {}
+    for name in _user_names(user_ns):
+        value = user_ns[name]
+        current[name] = (id(value), fingerprint(value), value)
+    report: dict[str, Any] = {
+        "defined": [], "rebound": [], "mutated": [], "possibly_mutated": [], "deleted": [],
+    }  # fmt: skip
+    for name, (ident, digest, _) in current.items():
+        before = _previous.get(name)
+        if before is None:
+            report["defined"].append(name)
+        elif before[0] != ident:
+            report["rebound"].append(name)
+        elif digest is None or before[1] is None:
+            report["possibly_mutated"].append(name)
+        elif digest != before[1]:
+            report["mutated"].append(name)
+    report["deleted"] = [name for name in _previous if name not in current]
+    groups = _alias_groups(current)
+    written = set(report["mutated"]) | set(report["possibly_mutated"])
+    for group in groups:
+        if written & set(group):
+            for name in group:
+                if name not in written and name not in report["defined"] + report["rebound"]:
+                    report["mutated"].append(name)
+    report["aliases"] = groups
+    report["values"] = {name: describe(value) for name, (_, _, value) in current.items()}
+    report["hidden"] = _hidden_state()
+    for key in ("defined", "rebound", "mutated", "possibly_mutated", "deleted"):
+        report[key] = sorted(report[key])
+    _previous.clear()
+    _previous.update(current)
+    with open(out_path, "w", encoding="utf-8") as file:
+        json.dump(report, file, default=str)
+
+
+def _alias_groups(current: dict[str, tuple[int, str | None, Any]]) -> list[list[str]]:
+    """Names bound to one object, and numpy views with their base arrays."""
+    owner: dict[int, list[str]] = {}
+    for name, (_, _, value) in current.items():
+        root = value
+        while type(root).__name__ == "ndarray" and getattr(root, "base", None) is not None:
+            root = root.base
+        owner.setdefault(id(root), []).append(name)
+    return [sorted(names) for names in owner.values() if len(names) > 1]
+
+
+def _qualified(kind: type) -> str:
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def describe(value: Any) -> dict[str, Any]:
+    """What the dataflow needs to know about a value: kind, type, size, shape, JSON form."""
+    kind = type(value)
+    info: dict[str, Any] = {"type": _qualified(kind), "mro": [_qualified(k) for k in kind.__mro__]}
+    if isinstance(value, types.ModuleType):
+        info.update(kind="module", module_name=value.__name__)
+        return info
+    module = (
+        getattr(value, "__module__", None)
+        if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType))
+        else None
+    )
+    if module == "__main__":
+        info["kind"] = "class" if isinstance(value, type) else "function"
+        info["co_names"] = sorted(_global_names(value))
+        return info
+    if module and _importable(value, module):
+        info.update(
+            kind="importable", **{"import": {"module": module, "qualname": value.__qualname__}}
+        )
+        return info
+    if _unmovable(value, kind):
+        info["kind"] = "unmovable"
+        return info
+    info["kind"] = "data"
+    info["size_bytes"] = _size(value)
+    for attribute in ("shape", "dtype"):
+        found = (
+            getattr(value, attribute, None)
+            if kind.__module__.split(".")[0] in ("numpy", "pandas", "pyarrow", "scipy", "torch")
+            else None
+        )
+        if found is not None:
+            info[attribute] = list(found) if attribute == "shape" else str(found)
+    if kind.__module__.startswith("pandas") and kind.__name__ == "DataFrame":
+        info["columns"] = [[str(c), str(t)] for c, t in list(value.dtypes.items())[:50]]
+    if _json_exact(value, 0):
+        text = json.dumps(value)
+        if len(text) <= _JSON_LIMIT:
+            info["json"] = value
+    return info
+
+
+def _importable(value: Any, module: str) -> bool:
+    try:
+        found: Any = importlib.import_module(module)
+        for part in value.__qualname__.split("."):
+            found = getattr(found, part)
+        return found is value
+    except Exception:
+        return False
+
+
+def _unmovable(value: Any, kind: type) -> bool:
+    if isinstance(value, (types.GeneratorType, types.CoroutineType, types.AsyncGeneratorType)):
+        return True
+    if kind.__module__.split(".")[0] in _UNMOVABLE_MODULES:
+        return True
+    return kind.__module__ == "builtins" and kind.__name__.endswith("iterator")
+
+
+def _size(value: Any) -> int:
+    try:
+        if hasattr(value, "nbytes") and type(value).__module__.split(".")[0] in (
+            "numpy",
+            "pyarrow",
+        ):
+            return int(value.nbytes)
+        if type(value).__module__.startswith("pandas") and hasattr(value, "memory_usage"):
+            usage = value.memory_usage(index=True, deep=False)
+            return int(usage.sum()) if hasattr(usage, "sum") else int(usage)
+        return sys.getsizeof(value)
+    except Exception:
+        return 0
+
+
+def _json_exact(value: Any, depth: int) -> bool:
+    kind = type(value)
+    if depth > 20:
+        return False
+    if kind in (bool, int, str) or value is None:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is list:
+        return all(_json_exact(v, depth + 1) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _json_exact(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _global_names(value: Any) -> set[str]:
+    """Global names read by a function's code (and nested code), or a class's methods."""
+    codes = []
+    if isinstance(value, type):
+        for member in vars(value).values():
+            function = getattr(member, "__func__", member)
+            if isinstance(function, types.FunctionType):
+                codes.append(function.__code__)
+    else:
+        codes.append(value.__code__)
+    names: set[str] = set()
+    while codes:
+        code = codes.pop()
+        names.update(
+            instruction.argval
+            for instruction in dis.get_instructions(code)
+            if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")
+        )
+        codes.extend(c for c in code.co_consts if inspect.iscode(c))
+    return names
+
+
+def _hidden_state() -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "random": fingerprint(random.getstate()),
+        "cwd": os.getcwd(),
+        "environ": fingerprint(dict(os.environ)),
+    }
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        state["numpy.random"] = fingerprint(numpy.random.get_state())
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    if pyplot is not None:
+        state["pyplot.figures"] = list(pyplot.get_fignums())
+    return state

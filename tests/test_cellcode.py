@@ -1,0 +1,37 @@
+"""Cells become plain Python for steps; magics that would change meaning are refused."""
+
+import pytest
+
+from kale_trace.cellcode import plain_python
+from kale_trace.errors import KaleTraceError
+
+
+def test_plain_cells_are_kept_verbatim():
+    source = "x = 1  # a comment\n\n\ny = x"
+    assert plain_python(source) == source
+
+
+def test_timing_and_setup_magics_become_plain_code():
+    code = plain_python("%matplotlib inline\n%time z = f(x)\nw = %timeit -n 3 g(1)\n!pip install a")
+    assert "get_ipython" not in code
+    assert "z = f(x)" in code and "w = g(1)" in code
+
+
+def test_time_cell_magic_keeps_the_body():
+    assert plain_python("%%time\na = 1\nb = a + 1").split() == [
+        "a",
+        "=",
+        "1",
+        "b",
+        "=",
+        "a",
+        "+",
+        "1",
+    ]
+
+
+@pytest.mark.parametrize("source", ["%cd data", "!wget http://x", "%%bash\nls", "x = !ls"])
+def test_meaningful_magics_are_refused_with_a_fix(source):
+    with pytest.raises(KaleTraceError) as raised:
+        plain_python(source)
+    assert raised.value.fix
