@@ -40,7 +40,7 @@ def test_example_runs_as_a_local_pipeline_and_matches_the_notebook(tmp_path):
         capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr + result.stdout
-    assert "[6/6] evaluate: success" in result.stderr
+    assert "[5/5] evaluate: success" in result.stderr
     [run_dir] = (outdir / "runs").iterdir()
     pipeline_metrics = metrics_of(run_dir / "outputs", "evaluate")
     notebook = plain_notebook_values(EXAMPLE, ["logreg_accuracy", "forest_accuracy"])
@@ -49,9 +49,9 @@ def test_example_runs_as_a_local_pipeline_and_matches_the_notebook(tmp_path):
     flow = read_json(outdir / "dataflow.json")
     steps = {s["name"]: s for s in flow["steps"]}
     assert list(steps) == ["load_data", "prepare", "train_logreg", "train_forest", "evaluate"]
-    assert steps["evaluate"]["after"] == ["train_logreg", "train_forest", "prepare"] or set(
-        steps["evaluate"]["after"]
-    ) == {"train_logreg", "train_forest", "prepare"}
+    assert steps["evaluate"]["after"] == ["train_logreg", "train_forest"]  # the fan-in
+    assert steps["train_forest"]["inputs"] == steps["train_logreg"]["inputs"]  # the fan-out
+    assert flow["warnings"] == []
     params = {p["name"]: p for p in flow["parameters"]}
     assert params["n_estimators"] == {
         "name": "n_estimators", "type": "int", "default": 100, "sample": 20,

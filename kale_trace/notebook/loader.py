@@ -189,6 +189,7 @@ def _check_parameters(cells: list[Cell], where: str) -> None:
                 notebook=where,
                 cell=cell.index,
                 cell_source=cell.source,
+                fix="write plain assignments such as `rows = 100`",
             ) from exc
         for stmt in tree.body:
             simple = isinstance(stmt, ast.Assign) and all(

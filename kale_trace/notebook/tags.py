@@ -65,7 +65,8 @@ def parse_tags(tags: list[str]) -> CellTags:
                 continue  # an empty step:/block: tag acts as untagged
             if parsed.step is not None and parsed.step != name:
                 raise KaleTraceError(
-                    f"the cell is tagged with two steps: {parsed.step!r}, {name!r}"
+                    f"the cell is tagged with two steps: {parsed.step!r}, {name!r}",
+                    fix="keep one step:<name> tag per cell",
                 )
             _set_role(parsed, CellRole.STEP, tag)
             parsed.step = name

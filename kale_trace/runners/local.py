@@ -23,6 +23,7 @@ from kale_trace.errors import KaleTraceError
 from kale_trace.executor.kernel import strip_ansi
 from kale_trace.tracer.dataflow import Dataflow
 
+_NOTEBOOK_FRAME = re.compile(r'^\s*File "<[^>]* (cell \d+|import |definition of )')
 _EXECUTING = re.compile(r" - INFO - Executing task '(?P<task>[^']+)'")
 _FINISHED = re.compile(
     r" - (?:INFO|ERROR) - Task '(?P<task>[^']+)' finished with status (?P<status>\w+)"
@@ -130,8 +131,13 @@ def user_traceback(log: list[str]) -> str:
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent")]
     if not starts:
         return "\n".join(line for line in lines if line.strip())[-4000:]
-    block = [line for line in lines[starts[-1] :] if line.strip()]
-    notebook_frames = [i for i, line in enumerate(block) if line.lstrip().startswith('File "<')]
+    block = []
+    for line in lines[starts[-1] :]:
+        if line.startswith("-----") or line.endswith("> failed"):
+            break  # kfp's separator, or our own exit message after the traceback
+        if line.strip():
+            block.append(line)
+    notebook_frames = [i for i, line in enumerate(block) if _NOTEBOOK_FRAME.search(line)]
     if notebook_frames:
         block = [block[0], *block[notebook_frames[0] :]]
     return "\n".join(block)
