@@ -211,3 +211,30 @@ def test_a_failing_cell_names_step_cell_and_traceback(notebook, trace):
     error = raised.value
     assert error.step == "b" and error.cell == 1
     assert "ValueError" in error.message and "bad value here" in error.details
+
+
+def test_writing_through_a_view_received_from_another_step_is_an_error(notebook, trace):
+    path = notebook(
+        [
+            ("imports", "import numpy as np"),
+            ("step:a", "arr = np.zeros(4)\nview = arr[:2]"),
+            (["step:b", "prev:a"], "view += 1"),  # `arr` changes too, but b never receives it
+            (["step:c", "prev:b"], "total = arr.sum()"),
+        ]
+    )
+    with pytest.raises(KaleTraceError) as raised:
+        trace(path)
+    assert raised.value.step == "b" and "view" in raised.value.message
+    assert "arr" in raised.value.message
+
+
+def test_a_view_made_in_the_writing_step_marks_its_base_written(notebook, trace):
+    path = notebook(
+        [
+            ("imports", "import numpy as np"),
+            ("step:a", "arr = np.zeros(4)"),
+            (["step:b", "prev:a"], "view = arr[:2]\nview += 1"),
+            (["step:c", "prev:b"], "total = arr.sum()"),
+        ]
+    )
+    assert edges(trace(path)) == {("a", "b", "arr"), ("b", "c", "arr")}

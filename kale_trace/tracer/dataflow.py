@@ -116,6 +116,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
         reads = _reads_with_functions(facts[index], writes[:index])
         for name in sorted(reads):
             _resolve(name, index, consumer, writes, run, parameter_names, notebook)
+        _check_shared_memory(segment, consumer, facts[index], notebook)
 
     # Producers that are not ancestors of their consumer: the data edge now orders them.
     order = [s.name for s in notebook.steps]
@@ -311,6 +312,39 @@ def _definition_source(name: str, write: _Write, notebook: Notebook) -> str | No
                 start = min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))])
                 found = "\n".join(lines[start - 1 : stmt.end_lineno])
     return found
+
+
+def _check_shared_memory(
+    segment: Segment, consumer: StepFlow, facts: NameFacts, notebook: Notebook
+) -> None:
+    """A write through an alias or view whose partner came from another step.
+
+    Each input arrives as its own copy, so memory shared in the notebook is not shared in
+    the pipeline: writing one name would silently leave the other unchanged. A view made
+    inside the step from one received array is fine.
+    """
+    received = {f.variable for f in consumer.inputs}
+    probe = segment.probe
+    mutated = set(probe.get("mutated", [])) | set(probe.get("possibly_mutated", []))
+    available = received | facts.binds | set(probe.get("defined", []))
+    for group in probe.get("aliases", []):
+        members = set(group)
+        crossing = received & members
+        if not (mutated & members):
+            continue
+        unreachable = (mutated & members) - available
+        if len(crossing) >= 2 or unreachable:
+            names = ", ".join(f"'{n}'" for n in group)
+            raise KaleTraceError(
+                f"{names} share memory (aliases or numpy views), and step '{consumer.name}' "
+                f"writes through them after receiving {', '.join(sorted(crossing))} from "
+                "another step; separate steps cannot share memory, so the pipeline would "
+                "compute something else than the notebook",
+                notebook=str(notebook.path),
+                step=consumer.name,
+                fix=f"create the alias or view in step '{consumer.name}' itself (e.g. "
+                "`view = arr[:3]` there), or merge the steps",
+            )
 
 
 def _check_split_steps(run: DryRun, warnings: list[dict[str, str]]) -> None:

@@ -1,0 +1,1 @@
+"""Speed figures measured against baselines in the same run (`python -m benchmarks`)."""

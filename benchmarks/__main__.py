@@ -1,0 +1,96 @@
+"""Run the benchmarks: `python -m benchmarks [--quick]`.
+
+Every figure is a median of several runs next to a baseline measured in the same process,
+printed as a ratio. Targets are printed too; nothing here asserts, tests never time things.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import xxhash
+from nbclient import NotebookClient
+
+from kale_trace.executor.dryrun import dry_run
+from kale_trace.notebook.loader import load_notebook
+from kale_trace.tracer import kernel_probe
+from kale_trace.tracer.fingerprint import fingerprint
+
+
+def median_seconds(function: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def row(case: str, ours: float, baseline: float, unit: str, target: str) -> None:
+    ratio = ours / baseline if baseline else float("nan")
+    print(f"{case:<44} {ours:>10.4f} {baseline:>10.4f} {unit:<6} {ratio:>7.2f}x  {target}")
+
+
+def fingerprint_cases(quick: bool, repeat: int) -> None:
+    size = 100_000_000 if quick else 1_000_000_000
+    array = np.random.default_rng(0).random(size // 8)
+    ours = median_seconds(lambda: fingerprint(array), repeat)
+    raw = median_seconds(lambda: xxhash.xxh3_128(memoryview(array)).hexdigest(), repeat)
+    gbps = array.nbytes / 1e9
+    row(f"fingerprint float64 {array.nbytes // 10**6} MB (GB/s)", gbps / ours, gbps / raw, "GB/s",
+        "target >= 2 GB/s")  # fmt: skip
+    namespace = {f"v{i}": ([i, str(i)] if i % 2 else {"k": i}) for i in range(200)}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = str(Path(tmp) / "probe.json")
+        kernel_probe.reset()
+        kernel_probe.probe(namespace, out)
+        ours = median_seconds(lambda: kernel_probe.probe(namespace, out), repeat * 3)
+    empty = median_seconds(lambda: dict(namespace), repeat * 3)
+    row("probe, 200 small objects (ms)", ours * 1e3, empty * 1e3, "ms", "target < 20 ms")
+
+
+def dry_run_cases(quick: bool, repeat: int) -> None:
+    cells = 20 if quick else 100
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "many_cells.ipynb"
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        for i in range(cells):
+            cell = nbformat.v4.new_code_cell(f"x{i} = {i}\ny{i} = [x{i}] * 10")
+            cell.metadata["tags"] = [f"step:s{i // 2}"]
+            nb.cells.append(cell)
+        nbformat.write(nb, str(path))
+
+        def plain() -> None:
+            client = NotebookClient(nbformat.read(str(path), 4), kernel_name="python3")
+            client.execute()
+
+        notebook = load_notebook(path)
+        ours = median_seconds(lambda: dry_run(notebook), repeat)
+        baseline = median_seconds(plain, repeat)
+    row(f"dry run, {cells} small cells, {cells // 2} steps (s)", ours, baseline, "s",
+        "target <= 1.2x nbclient")  # fmt: skip
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, one repeat: a smoke test"
+    )
+    args = parser.parse_args(argv)
+    repeat = 1 if args.quick else 5
+    print(f"{'case':<44} {'ours':>10} {'baseline':>10} {'unit':<6} {'ratio':>8}  target")
+    fingerprint_cases(args.quick, repeat)
+    dry_run_cases(args.quick, 1 if args.quick else 3)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
