@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import nbformat
-from nbclient import NotebookClient
-
 from conftest import read_json
+from nbclient import NotebookClient
 
 PATTERNS = [
     ("imports", "import numpy as np"),
@@ -19,10 +18,12 @@ PATTERNS = [
                   "def above(x):\n    return x > threshold\nkey = lambda v: v * 10\n"
                   "class Box:\n    def __init__(self, v):\n        self.v = v\n"
                   "exec('made = 7')\nfrom math import *\ncounter = 0"),
-    (["step:mutate", "prev:make"], "view = arr[:3]\nview += 1\nbump(items)\nset_global()\nbox = Box(sqrt(16.0))\n"
-                                   "total = 1\ntotal += 10"),
-    (["step:use", "prev:mutate"], "score = float(arr.sum()) + len(items) + counter + box.v\n"
-                                  "flags = sum(above(v) for v in items)\nscaled = key(made) + total"),
+    (["step:mutate", "prev:make"],
+     "view = arr[:3]\nview += 1\nbump(items)\nset_global()\nbox = Box(sqrt(16.0))\n"
+     "total = 1\ntotal += 10"),
+    (["step:use", "prev:mutate"],
+     "score = float(arr.sum()) + len(items) + counter + box.v\n"
+     "flags = sum(above(v) for v in items)\nscaled = key(made) + total"),
     ("pipeline-metrics", "score\nflags\nscaled"),
 ]  # fmt: skip
 
