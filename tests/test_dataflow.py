@@ -238,3 +238,19 @@ def test_a_view_made_in_the_writing_step_marks_its_base_written(notebook, trace)
         ]
     )
     assert edges(trace(path)) == {("a", "b", "arr"), ("b", "c", "arr")}
+
+
+def test_global_rng_state_shared_between_steps_is_warned(notebook, trace):
+    path = notebook(
+        [
+            ("imports", "import numpy as np"),
+            ("step:a", "np.random.seed(0)"),
+            (["step:b", "prev:a"], "x = np.random.rand()"),
+            (["step:c", "prev:b"], "import os\nos.environ['KALE_TRACE_TEST'] = '1'"),
+        ]
+    )
+    flow = trace(path)
+    assert {(w["step"], w["variable"]) for w in flow.warnings} == {
+        ("b", "numpy.random"),
+        ("c", "environ"),
+    }

@@ -137,6 +137,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
                     )
         step.after = sorted(set(step.after), key=order.index)
     _check_split_steps(run, warnings)
+    _check_hidden_state(run, warnings)
     ordered = list(nx.lexicographical_topological_sort(dag, key=order.index))
     for step in steps.values():
         for flow in step.inputs:
@@ -345,6 +346,44 @@ def _check_shared_memory(
                 fix=f"create the alias or view in step '{consumer.name}' itself (e.g. "
                 "`view = arr[:3]` there), or merge the steps",
             )
+
+
+_RNG_FIX = "seed inside this step, or use an explicit generator (np.random.default_rng(seed))"
+
+
+def _check_hidden_state(run: DryRun, warnings: list[dict[str, str]]) -> None:
+    """Global state a step inherits from earlier steps in the notebook but not in a pipeline."""
+    before: dict[str, Any] = {}
+    touched: dict[str, str] = {}  # hidden key -> last step (or prologue) that changed it
+    for segment in run.segments:
+        hidden = segment.probe.get("hidden", {})
+        for key, value in hidden.items():
+            if key in before and before[key] != value:
+                previous = touched.get(key)
+                step = segment.step
+                if key in ("random", "numpy.random") and previous and previous != step:
+                    if step not in (PROLOGUE, PARAMETERS):
+                        warnings.append(
+                            {
+                                "step": step,
+                                "variable": key,
+                                "message": f"step '{step}' draws from the global {key} state that "
+                                f"'{previous}' left behind; in the pipeline it starts from a fresh "
+                                f"state, so its numbers differ from the notebook's ({_RNG_FIX})",
+                            }
+                        )
+                elif key in ("cwd", "environ") and step not in (PROLOGUE, PARAMETERS):
+                    warnings.append(
+                        {
+                            "step": step,
+                            "variable": key,
+                            "message": f"step '{step}' changes the process's "
+                            f"{'working directory' if key == 'cwd' else 'environment variables'}; "
+                            "later steps run in fresh processes and will not see the change",
+                        }
+                    )
+                touched[key] = step
+            before[key] = value
 
 
 def _check_split_steps(run: DryRun, warnings: list[dict[str, str]]) -> None:
