@@ -116,3 +116,32 @@ def _yaml(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "sample.yaml"
     path.write_text(text)
     return path
+
+
+def test_hostile_names_and_values_cannot_inject_code(tmp_path, compile_nb):
+    from conftest import write_notebook
+
+    hostile = '"""\\nimport os\'; x = """'
+    path = write_notebook(
+        tmp_path / 'evil """ \'name\\.ipynb',
+        [
+            ("parameters", f"text = {hostile!r}\nitems = ['a\"', \"b'''\"]"),
+            ('step:load"""x', f"value = text + {hostile!r}"),
+            (["step:use", 'prev:load"""x'], "out = value * 2"),
+        ],
+        metadata={"pipeline_description": hostile},
+    )
+    compiled = compile_nb(path, tmp_path / "out")
+    source = compiled.python_path.read_text()
+    module = compile(source, "generated", "exec")  # it parses
+    names = {c.co_name for c in module.co_consts if hasattr(c, "co_name")}
+    assert {"load_x", "use", "pipeline"} <= names
+    import ast
+
+    tree = ast.parse(source)
+    pipeline = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "pipeline")
+    defaults = [ast.literal_eval(d) for d in pipeline.args.defaults]
+    assert defaults == [hostile, ['a"', "b'''"]]
+    assert [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] == [
+        "load_x", "use", "pipeline",
+    ]  # fmt: skip

@@ -122,7 +122,7 @@ def render_pipeline(
         description_literal=value_literal(
             metadata.get("pipeline_description") or f"Compiled by kale-trace from {notebook_name}"
         ),
-        notebook_literal=value_literal(notebook_name),
+        pipeline_name_text=_comment_safe(flow.pipeline),
         notebook_name=_comment_safe(notebook_name),
         dsl_imports=_DSL_IMPORTS,
         base_image=value_literal(image),
@@ -140,7 +140,8 @@ def render_pipeline(
 
 
 def _comment_safe(text: str) -> str:
-    return "".join(ch if ch.isprintable() and ch not in '"\\' else "?" for ch in text)
+    """Text for docstrings: no quote, backslash or control character can end them."""
+    return "".join(ch if ch.isprintable() and ch not in "'\\\"" else "?" for ch in text)
 
 
 def _cell(cell: Cell, notebook_name: str, step: str | None) -> dict[str, str]:
@@ -255,7 +256,7 @@ def _render_step(
         )
     return {
         "function": function,
-        "display_literal": value_literal(step.display_name),
+        "display_text": _comment_safe(step.display_name),
         "cell_list": ", ".join(str(c.index) for c in step.cells),
         "image": value_literal(settings.image) if settings.image else "BASE_IMAGE",
         "packages": [value_literal(p) for p in packages],
