@@ -115,7 +115,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
             consumer.metrics = sorted(metric_names)
         reads = _reads_with_functions(facts[index], writes[:index])
         for name in sorted(reads):
-            _resolve(name, index, consumer, writes, run, parameter_names, notebook)
+            _resolve(name, index, consumer, writes, parameter_names, notebook)
         _check_shared_memory(segment, consumer, facts[index], notebook)
 
     # Producers that are not ancestors of their consumer: the data edge now orders them.
@@ -218,7 +218,6 @@ def _resolve(
     index: int,
     consumer: StepFlow,
     writes: list[_Write],
-    run: DryRun,
     parameter_names: set[str],
     notebook: Notebook,
 ) -> None:
