@@ -19,10 +19,8 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import xxhash
-from nbclient import NotebookClient
 
-from kale_trace.executor.dryrun import dry_run
-from kale_trace.notebook.loader import load_notebook
+from benchmarks import compile_time, dry_run
 from kale_trace.tracer import kernel_probe
 from kale_trace.tracer.fingerprint import fingerprint
 
@@ -57,29 +55,6 @@ def fingerprint_cases(quick: bool, repeat: int) -> None:
         ours = median_seconds(lambda: kernel_probe.probe(namespace, out), repeat * 3)
     empty = median_seconds(lambda: dict(namespace), repeat * 3)
     row("probe, 200 small objects (ms)", ours * 1e3, empty * 1e3, "ms", "target < 20 ms")
-
-
-def dry_run_cases(quick: bool, repeat: int) -> None:
-    cells = 20 if quick else 100
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "many_cells.ipynb"
-        nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
-        for i in range(cells):
-            cell = nbformat.v4.new_code_cell(f"x{i} = {i}\ny{i} = [x{i}] * 10")
-            cell.metadata["tags"] = [f"step:s{i // 2}"]
-            nb.cells.append(cell)
-        nbformat.write(nb, str(path))
-
-        def plain() -> None:
-            client = NotebookClient(nbformat.read(str(path), 4), kernel_name="python3")
-            client.execute()
-
-        notebook = load_notebook(path)
-        ours = median_seconds(lambda: dry_run(notebook), repeat)
-        baseline = median_seconds(plain, repeat)
-    row(f"dry run, {cells} small cells, {cells // 2} steps (s)", ours, baseline, "s",
-        "target <= 1.2x nbclient")  # fmt: skip
 
 
 def local_pipeline_cases(quick: bool) -> None:
@@ -123,7 +98,8 @@ def main(argv: list[str]) -> None:
     repeat = 1 if args.quick else 5
     print(f"{'case':<44} {'ours':>10} {'baseline':>10} {'unit':<6} {'ratio':>8}  target")
     fingerprint_cases(args.quick, repeat)
-    dry_run_cases(args.quick, 1 if args.quick else 3)
+    dry_run.cases(args.quick, 1 if args.quick else 3, median_seconds, row)
+    compile_time.cases(args.quick, 1 if args.quick else 5, median_seconds, row)
     local_pipeline_cases(args.quick)
 
 

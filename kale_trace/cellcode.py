@@ -103,10 +103,14 @@ class _Rewriter(ast.NodeTransformer):
                 return self._parse_body(_strip_flags(_constant(args, 1)))
             if name in _NOOP_MAGICS:
                 return ast.Pass()
+            if name == "env":
+                return self._env(node, _constant(args, 1))
             return self._refuse(node, f"%{name}")
         if method == "run_cell_magic":
             if name in _CODE_MAGICS or (name == "capture" and not _constant(args, 1).strip()):
                 return self._parse_body(_constant(args, 2))
+            if name == "capture":
+                return self._capture(node, _constant(args, 1).split(), _constant(args, 2))
             return self._refuse(node, f"%%{name}")
         if method == "system":
             command = name.strip()
@@ -124,6 +128,29 @@ class _Rewriter(ast.NodeTransformer):
                 return node
             return self._refuse(node, f"{method}({_constant(args, 0)!r}) in an assignment")
         return self.generic_visit(node)
+
+    def _env(self, node: ast.AST, line: str) -> ast.AST | list[ast.stmt]:
+        """`%env NAME=value` (or `%env NAME value`) sets an environment variable, as here."""
+        text = line.strip()
+        name, _, value = text.partition("=") if "=" in text else text.partition(" ")
+        name, value = name.strip(), value.strip()
+        if not name or not value or not name.replace("_", "a").isalnum():
+            return self._refuse(node, f"%env {text}")
+        return ast.parse(f"__import__('os').environ[{name!r}] = {value!r}").body
+
+    def _capture(self, node: ast.AST, words: list[str], body: str) -> ast.AST | list[ast.stmt]:
+        """`%%capture out` keeps the cell's output in `out`, as IPython's own helper does."""
+        names = [w for w in words if not w.startswith("-")]
+        if len(names) != 1 or not names[0].isidentifier():
+            return self._refuse(node, f"%%capture {' '.join(words)}")
+        streams = ("stdout", "stderr", "display")
+        options = ", ".join(f"{stream}={f'--no-{stream}' not in words}" for stream in streams)
+        header = ast.parse(
+            "from IPython.utils.capture import capture_output as _kale_capture_output\n"
+            f"with _kale_capture_output({options}) as {names[0]}:\n    pass"
+        ).body
+        header[1].body = self._parse_body(body)  # type: ignore[attr-defined]
+        return header
 
     def _parse_body(self, code: str) -> list[ast.stmt]:
         tree = ast.parse(python_source(code))

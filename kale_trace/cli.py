@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from kale_trace import __version__
+from kale_trace.codegen.packages import read_requirements
 from kale_trace.compiler import CompileOptions, compile_notebook
 from kale_trace.errors import KaleTraceError
 from kale_trace.executor.parameters import parse_cli_value, read_values_file
@@ -69,6 +70,17 @@ def _compile_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="Seconds a dry-run cell may take.",
         ),
         click.option("--base-image", help="Container image for every step."),
+        click.option(
+            "--no-install",
+            is_flag=True,
+            help="Install no packages in the steps: the image already has them all.",
+        ),
+        click.option(
+            "--requirements",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Requirements file every step installs instead of the detected, pinned "
+            "imports (include what the marshallers need, e.g. pyarrow, cloudpickle).",
+        ),
         click.option("--debug", is_flag=True, help="Show Python tracebacks of errors."),
     ]
     for option in reversed(options):
@@ -92,6 +104,8 @@ def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.echo("kale-trace: interrupted; no output was written.", err=True)
             sys.exit(130)
+        except click.ClickException:
+            raise  # usage errors found while reading the options: click's exit code 2
         except Exception as error:  # a bug in kale-trace: say so, briefly
             if debug:
                 traceback.print_exc()
@@ -113,20 +127,29 @@ def _options(
     no_trace: bool,
     cell_timeout: float | None,
     base_image: str | None,
+    no_install: bool = False,
+    requirements: Path | None = None,
 ) -> CompileOptions:
     overrides: dict[str, Any] = {}
-    if parameters_file is not None:
-        overrides.update(read_values_file(parameters_file, "parameters"))
-    overrides.update({name: parse_cli_value(value) for name, value in parameters})
-    samples = read_values_file(sample_params, "sample parameters") if sample_params else {}
+    try:
+        if parameters_file is not None:
+            overrides.update(read_values_file(parameters_file, "parameters"))
+        overrides.update({name: parse_cli_value(value) for name, value in parameters})
+        samples = read_values_file(sample_params, "sample parameters") if sample_params else {}
+    except KaleTraceError as error:
+        raise error.located(notebook=str(notebook)) from None
     if no_trace and samples:
         raise click.UsageError("--sample-params has no effect with --no-trace")
+    if no_install and requirements is not None:
+        raise click.UsageError("--no-install and --requirements exclude each other")
     return CompileOptions(
         overrides=overrides,
         samples=samples,
         trace=not no_trace,
         cell_timeout=cell_timeout,
         base_image=base_image,
+        install=not no_install,
+        requirements=read_requirements(requirements) if requirements is not None else None,
     )
 
 
@@ -149,18 +172,87 @@ def compile_command(notebook: Path, outdir: Path, debug: bool, **kwargs: Any) ->
     click.echo(f"pipeline:  {compiled.python_path}")
     click.echo(f"compiled:  {compiled.yaml_path}")
     click.echo(f"dataflow:  {compiled.dataflow_path}")
+    click.echo(f"report:    {compiled.outdir / 'report.html'}")
+
+
+def _cluster_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`run`'s cluster options, gathered into one `cluster` argument (None: run locally)."""
+    options = [
+        click.option("--kfp-host", metavar="URL", help="Run on this KFP API server, not locally."),
+        click.option("--kfp-namespace", help="Profile namespace on multi-user Kubeflow."),
+        click.option(
+            "--kfp-token",
+            envvar="KF_PIPELINES_TOKEN",
+            show_envvar=True,
+            help="Bearer token for the KFP API (prefer the environment variable).",
+        ),
+        click.option(
+            "--kfp-cookies",
+            envvar="KF_PIPELINES_COOKIES",
+            show_envvar=True,
+            help="Cookie header for the KFP API, e.g. authservice_session=...",
+        ),
+        click.option("--experiment", help="Experiment (default: metadata experiment_name)."),
+        click.option("--run-name", help="Run name (default: pipeline name and UTC time)."),
+        click.option("--wait", is_flag=True, help="Follow the run until it ends."),
+        click.option(
+            "--poll-interval",
+            type=click.FloatRange(min=0),
+            default=5.0,
+            show_default=True,
+            help="Seconds between status checks with --wait.",
+        ),
+    ]
+
+    @functools.wraps(function)
+    def wrapper(**kwargs: Any) -> Any:
+        from kale_trace.runners.cluster import ClusterOptions
+
+        host = kwargs.pop("kfp_host")
+        given = {k: kwargs.pop(k) for k in ("kfp_namespace", "experiment", "run_name", "wait")}
+        cluster = ClusterOptions(
+            host=host or "",
+            namespace=given["kfp_namespace"],
+            experiment=given["experiment"],
+            run_name=given["run_name"],
+            wait=given["wait"],
+            token=kwargs.pop("kfp_token"),
+            cookies=kwargs.pop("kfp_cookies"),
+            poll_interval=kwargs.pop("poll_interval"),
+        )
+        if not host and any(given.values()):
+            used = ", ".join("--" + k.replace("_", "-") for k, v in given.items() if v)
+            raise click.UsageError(f"{used} need --kfp-host (without it the run is local)")
+        return function(cluster=cluster if host else None, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 @main.command("run")
 @_compile_options
+@_cluster_options
 @_guarded
-def run_command(notebook: Path, outdir: Path, debug: bool, **kwargs: Any) -> None:
-    """Compile NOTEBOOK, then run the pipeline locally with KFP's local runner."""
+def run_command(notebook: Path, outdir: Path, debug: bool, cluster: Any, **kwargs: Any) -> None:
+    """Compile NOTEBOOK, then run it locally with kfp.local, or on a cluster with --kfp-host."""
     from kale_trace.runners.local import run_locally
 
     options = _options(notebook, **kwargs)
     compiled = compile_notebook(notebook, outdir, options, progress=_echo)
     _report(compiled.dataflow)
+    if cluster is not None:
+        from kale_trace.runners.cluster import run_on_cluster
+
+        _echo(f"running on the KFP server at {cluster.host}")
+        remote = run_on_cluster(compiled, cluster, progress=_echo)
+        click.echo(f"pipeline:  {compiled.python_path}")
+        click.echo(f"compiled:  {compiled.yaml_path}")
+        click.echo(f"run:       {remote.run_id}")
+        click.echo(f"url:       {remote.url}")
+        if remote.state:
+            click.echo(f"state:     {remote.state}")
+        return
     _echo(f"running {len(compiled.dataflow.steps)} steps locally with kfp.local")
     run = run_locally(compiled.dataflow, compiled.outdir / "runs", progress=_echo)
     click.echo(f"pipeline:  {compiled.python_path}")
@@ -176,6 +268,110 @@ def _report(flow: Any) -> None:
         _echo(f"step {step.display_name}: inputs {inputs}")
     for warning in flow.warnings:
         _echo(click.style(f"warning: step {warning['step']}: {warning['message']}", fg="yellow"))
+
+
+_REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".json": "json"}
+
+
+@main.command("report")
+@click.argument("source", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["html", "md", "json"]),
+    help="Output format (default: from -o's suffix, else md).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the report here instead of standard output.",
+)
+@click.option(
+    "--against",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    metavar="OLD.json",
+    help="An older dataflow.json: report what changed since it.",
+)
+@click.option(
+    "-p",
+    "--parameter",
+    "parameters",
+    type=(str, str),
+    multiple=True,
+    metavar="NAME VALUE",
+    help="Notebook only: set a pipeline parameter's default (a YAML scalar).",
+)
+@click.option(
+    "-f",
+    "--parameters",
+    "parameters_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Notebook only: YAML file of pipeline parameter defaults.",
+)
+@click.option(
+    "--sample-params",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Notebook only: YAML file of parameter values for the dry run only.",
+)
+@click.option("--no-trace", is_flag=True, help="Notebook only: static analysis, no dry run.")
+@click.option(
+    "--cell-timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Notebook only: seconds a dry-run cell may take.",
+)
+@click.option("--debug", is_flag=True, help="Show Python tracebacks of errors.")
+def report_command(source: Path, **kwargs: Any) -> None:
+    """Write the type report of SOURCE (a notebook, traced first, or a dataflow.json)."""
+    from kale_trace.report import is_notebook
+
+    given = [k for k in _NOTEBOOK_ONLY if kwargs[k]]
+    if given and not is_notebook(source):
+        used = ", ".join(_NOTEBOOK_ONLY[k] for k in given)
+        raise click.UsageError(f"{used}: these apply to a notebook; {source} is a dataflow.json")
+    if kwargs["no_trace"] and kwargs["sample_params"]:
+        raise click.UsageError("--sample-params has no effect with --no-trace")
+    _write_report(source, **kwargs)
+
+
+_NOTEBOOK_ONLY = {
+    "parameters": "-p",
+    "parameters_file": "-f",
+    "sample_params": "--sample-params",
+    "no_trace": "--no-trace",
+    "cell_timeout": "--cell-timeout",
+}
+
+
+@_guarded
+def _write_report(
+    source: Path,
+    fmt: str | None,
+    output: Path | None,
+    against: Path | None,
+    debug: bool,
+    **kwargs: Any,
+) -> None:
+    from kale_trace.compiler import trace_notebook
+    from kale_trace.dataflow_json import to_dict
+    from kale_trace.report import diff, from_dict, is_notebook, load_report, render, render_diff
+
+    fmt = fmt or (_REPORT_SUFFIXES.get(output.suffix.lower(), "md") if output else "md")
+    if is_notebook(source):
+        flow = trace_notebook(source, _options(source, base_image=None, **kwargs), _echo)
+        report = from_dict(to_dict(flow), where=str(source))
+    else:
+        report = load_report(source)
+    if against is not None:
+        text = render_diff(diff(load_report(against), report, str(against), str(source)), fmt)
+    else:
+        text = render(report, fmt)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text, encoding="utf-8")
+    _echo(f"report: {output}")
 
 
 if __name__ == "__main__":

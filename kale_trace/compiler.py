@@ -11,12 +11,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kale_trace.cellcode import plain_python
 from kale_trace.codegen.kfp_compile import compile_to_yaml
 from kale_trace.codegen.render import render_pipeline
-from kale_trace.dataflow_json import dumps
-from kale_trace.executor.dryrun import dry_run
+from kale_trace.dataflow_json import dumps, to_dict
+from kale_trace.errors import KaleTraceError
+from kale_trace.executor.dryrun import DryRun, dry_run
+from kale_trace.executor.kernel import Kernel
+from kale_trace.marshal.roundtrip import check_round_trips
 from kale_trace.notebook.loader import load_notebook
+from kale_trace.notebook.model import CellRole, Notebook
 from kale_trace.outputs import atomic_folder
+from kale_trace.report import write_reports
 from kale_trace.tracer.dataflow import Dataflow, build_dataflow
 from kale_trace.tracer.static_run import static_run
 
@@ -28,6 +34,9 @@ class CompileOptions:
     trace: bool = True
     cell_timeout: float | None = None
     base_image: str | None = None
+    install: bool = True  # False (--no-install): no packages_to_install at all
+    requirements: tuple[str, ...] | None = None  # --requirements: installed instead of pins
+    round_trip: bool = True  # prove every crossing value survives its marshaller (DESIGN §4)
 
 
 @dataclass(frozen=True)
@@ -45,17 +54,40 @@ def trace_notebook(
     """Load and dry-run the notebook (or analyse it statically) into its dataflow."""
     notebook = load_notebook(path)
     progress(f"notebook {path.name}: {len(notebook.steps)} steps")
+    _check_cells_compile(notebook)
     if options.trace:
+        checked: list[Dataflow] = []
+
+        def check(kernel: Kernel, run: DryRun) -> None:
+            # While the kernel still holds the values: save, reload fresh, compare.
+            checked.append(build_dataflow(notebook, run))
+            check_round_trips(kernel, checked[0], progress)
+
         run = dry_run(
             notebook,
             overrides=options.overrides,
             samples=options.samples,
             cell_timeout=options.cell_timeout,
             progress=progress,
+            before_close=check if options.round_trip else None,
         )
+        if checked:
+            return checked[0]
     else:
         run = static_run(notebook, options.overrides)
     return build_dataflow(notebook, run)
+
+
+def _check_cells_compile(notebook: Notebook) -> None:
+    """Refuse cells a step cannot run (`!wget`, `%cd`) before the dry run runs any of them."""
+    for cell in notebook.cells:
+        if cell.role in (CellRole.SKIP, CellRole.INJECTED):
+            continue
+        try:
+            plain_python(cell.source)
+        except KaleTraceError as error:
+            where = {"cell": cell.index, "cell_source": cell.source, "step": cell.step}
+            raise error.located(notebook=str(notebook.path), **where) from None
 
 
 def compile_notebook(
@@ -64,15 +96,22 @@ def compile_notebook(
     options: CompileOptions,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Compiled:
-    """Trace and compile; writes <pipeline>.py, <pipeline>.yaml and dataflow.json."""
+    """Trace and compile; writes <pipeline>.py, .yaml, dataflow.json and the type report."""
     flow = trace_notebook(path, options, progress)
     name = flow.pipeline
     with atomic_folder(outdir) as staging:
-        source = render_pipeline(flow, base_image=options.base_image, yaml_name=f"{name}.yaml")
+        source = render_pipeline(
+            flow,
+            base_image=options.base_image,
+            yaml_name=f"{name}.yaml",
+            install=options.install,
+            requirements=options.requirements,
+        )
         (staging / f"{name}.py").write_text(source, encoding="utf-8")
         progress("compiling with the KFP compiler")
         compile_to_yaml(staging / f"{name}.py", staging / f"{name}.yaml")
         (staging / "dataflow.json").write_text(dumps(flow), encoding="utf-8")
+        write_reports(to_dict(flow), staging)  # report.html, report.md (DESIGN §6)
     outdir = outdir.resolve()
     return Compiled(
         flow, outdir, outdir / f"{name}.py", outdir / f"{name}.yaml", outdir / "dataflow.json"

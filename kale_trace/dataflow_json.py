@@ -21,6 +21,13 @@ def _value(flow: Flow) -> dict[str, Any]:
     return entry
 
 
+def _input(flow: Flow) -> dict[str, Any]:
+    entry = {**_value(flow), "from": flow.producer}
+    if flow.alias_of:
+        entry["alias_of"] = flow.alias_of  # the same object: re-bound in the step, not passed
+    return entry
+
+
 def to_dict(flow: Dataflow) -> dict[str, Any]:
     """A JSON-ready dict; key order is fixed so the file is byte-identical across runs."""
     return {
@@ -38,7 +45,7 @@ def to_dict(flow: Dataflow) -> dict[str, Any]:
                 "cells": [c.index for c in step.cells],
                 "after": step.after,
                 "parameters": step.parameters,
-                "inputs": [{**_value(f), "from": f.producer} for f in step.inputs],
+                "inputs": [_input(f) for f in step.inputs],
                 "outputs": [_value(f) for f in step.outputs],
                 "imports": [step.imports[k] for k in sorted(step.imports)],
                 "definitions": sorted(step.definitions),

@@ -35,3 +35,18 @@ def test_meaningful_magics_are_refused_with_a_fix(source):
     with pytest.raises(KaleTraceError) as raised:
         plain_python(source)
     assert raised.value.fix
+
+
+def test_env_magic_sets_the_environment_as_ipython_does():
+    namespace: dict = {}
+    exec(plain_python("%env KT_CELLCODE_A=1\n%env KT_CELLCODE_B two words"), namespace)
+    import os
+
+    assert os.environ.pop("KT_CELLCODE_A") == "1"
+    assert os.environ.pop("KT_CELLCODE_B") == "two words"
+
+
+def test_capture_cell_magic_keeps_the_output_in_its_variable():
+    namespace: dict = {}
+    exec(plain_python("%%capture out --no-stderr\nprint('hi')\nx = 2"), namespace)
+    assert namespace["out"].stdout == "hi\n" and namespace["x"] == 2

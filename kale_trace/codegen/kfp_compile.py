@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 import uuid
 from pathlib import Path
 from types import ModuleType
 
+import yaml
+from google.protobuf import json_format
 from kfp import compiler
+from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 from kfp.dsl.graph_component import GraphComponent
 
 from kale_trace.errors import KaleTraceError
@@ -47,3 +51,35 @@ def compile_to_yaml(python_path: Path, yaml_path: Path) -> None:
             f"the KFP compiler rejected the generated pipeline: {type(exc).__name__}: {exc}",
             fix="this is a bug in kale-trace; please report it with the notebook",
         ) from exc
+    _seal_header(yaml_path, pipeline)
+
+
+# Line breaks as YAML reads them.
+_YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
+def _seal_header(yaml_path: Path, pipeline: GraphComponent) -> None:
+    """Keep KFP's comment header a comment.
+
+    KFP writes parameter defaults into the header raw: a default holding a line break ends
+    the comment and the rest of the value becomes YAML (kfp 2.17). Every header line that
+    does not start with `#` is commented; then the file must load back to the spec KFP built.
+    """
+    spec = json_format.MessageToDict(pipeline.pipeline_spec)
+    header = extract_comments_from_pipeline_spec(spec, pipeline.description)
+    text = yaml_path.read_bytes().decode("utf-8")  # no newline translation: \r stays \r
+    if text.startswith(header):
+        lines = _YAML_LINE_BREAK.split(header.rstrip("\n"))
+        sealed = "\n".join(line if line.startswith("#") else f"#    {line}" for line in lines)
+        text = sealed + "\n" + text[len(header) :]
+        yaml_path.write_bytes(text.encode("utf-8"))
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        documents = [exc]
+    if not documents or documents[0] != spec:
+        raise KaleTraceError(
+            "the KFP compiler wrote a pipeline file that does not read back as the pipeline",
+            details=str(documents[0]) if documents else "",
+            fix="this is a bug in kale-trace or kfp; please report it with the notebook",
+        )

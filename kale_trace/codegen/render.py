@@ -6,7 +6,9 @@ module's structure is fixed by the template and nothing from the notebook can ch
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,14 +18,16 @@ from kale_trace.cellcode import plain_python
 from kale_trace.codegen.formatting import format_python
 from kale_trace.codegen.literals import code_literal, identifier, value_literal
 from kale_trace.codegen.packages import pinned_requirements
+from kale_trace.codegen.step_settings import PipelineSettings, pipeline_settings, task_settings
 from kale_trace.errors import KaleTraceError
-from kale_trace.marshal import Marshaller, choose_marshaller, parameter_type
+from kale_trace.marshal import ARTIFACT_IO_SOURCE, Marshaller, choose_marshaller, parameter_type
 from kale_trace.notebook.model import Cell
+from kale_trace.notebook.settings import check_image
 from kale_trace.tracer.dataflow import Dataflow, Flow, StepFlow
 
 _DSL_IMPORTS = ["Artifact", "Dataset", "Input", "Metrics", "Model", "Output", "OutputPath"]
 _MODULE_NAMES = {"dsl", "compiler", "kfp", "BASE_IMAGE", *_DSL_IMPORTS}
-_BODY_NAMES = {"linecache", "json", "cloudpickle"}
+_BODY_NAMES = {"linecache", "json", "cloudpickle", "sys", "types"}
 
 _WRITE_PARAMETER = """def _kale_write_parameter(path, value):
     # KFP reads string outputs as text and every other type as JSON.
@@ -46,6 +50,30 @@ def _kale_load_optional(namespace, name, path):
         present, value = cloudpickle.load(file)
     if present:
         namespace[name] = value"""
+
+_FILES = """def _kale_keep_file(relative_path, artifact_path):
+    # A file the notebook wrote in its folder and a later step reads: it travels as an artifact.
+    import shutil
+
+    shutil.copyfile(relative_path, artifact_path)
+
+def _kale_restore_file(artifact_path, relative_path):
+    import os
+    import shutil
+
+    folder = os.path.dirname(relative_path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    shutil.copyfile(artifact_path, relative_path)"""
+
+_JSON_PARAMETER = """def _kale_json_parameter(text):
+    # None in the notebook: the parameter travels as JSON text, "null" being None.
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text"""
 
 _LOG_METRICS = """def _kale_log_metrics(metrics, namespace, names):
     # pipeline-metrics: every numeric value becomes a KFP metric of this step.
@@ -91,8 +119,15 @@ def render_pipeline(
     base_image: str | None = None,
     local: bool = False,
     yaml_name: str = "pipeline.yaml",
+    install: bool = True,
+    requirements: Sequence[str] | None = None,
 ) -> str:
-    """The pipeline module's source. `local=True` renders for kfp.local (no installs)."""
+    """The pipeline module's source. `local=True` renders for kfp.local (no installs).
+
+    Each step installs the distributions it imports, pinned to the dry run's versions;
+    `install=False` installs nothing (the image has it all) and `requirements` replaces
+    the detected pins with exactly these lines in every step.
+    """
     env = Environment(
         loader=PackageLoader("kale_trace", "templates"),
         undefined=StrictUndefined,
@@ -112,9 +147,15 @@ def render_pipeline(
     outputs: dict[tuple[str, str], _Port] = {}
     rendered_steps = []
     for step in flow.steps:
-        rendered_steps.append(_render_step(step, flow, functions[step.name], outputs, local))
-    task_blocks = [_task(step, flow, functions, tasks, outputs) for step in flow.steps]
+        rendered = _render_step(step, flow, functions[step.name], outputs, local)
+        if not local and (not install or requirements is not None):
+            rendered["packages"] = [value_literal(r) for r in requirements or ()] if install else []
+        rendered_steps.append(rendered)
+    shared = pipeline_settings(flow.notebook, module_names.take, local=local)
+    task_blocks = [_task(step, flow, functions, tasks, outputs, shared) for step in flow.steps]
     metadata = flow.notebook.metadata
+    if base_image:
+        check_image(base_image, "--base-image")
     image = base_image or metadata.get("base_image") or metadata.get("docker_image")
     image = image or f"python:{sys.version_info.major}.{sys.version_info.minor}"
     source = env.get_template("pipeline.py.j2").render(
@@ -131,8 +172,11 @@ def render_pipeline(
         steps=rendered_steps,
         pipeline_function=pipeline_function,
         parameters=[
-            f"{identifier(p.name)}: {p.type} = {value_literal(p.default)}" for p in flow.parameters
+            f"{identifier(p.name)}: {p.type} = {value_literal(p.kfp_default)}"
+            for p in flow.parameters
         ],
+        kubernetes=shared.kubernetes,
+        setup=shared.setup,
         tasks=task_blocks,
         yaml_literal=value_literal(yaml_name),
     )
@@ -153,7 +197,37 @@ def _cell(cell: Cell, notebook_name: str, step: str | None) -> dict[str, str]:
     return {"filename": value_literal(f"<{where}>"), "code": code_literal(code)}
 
 
+def _file_name(path: str) -> str:
+    """An identifier for a file crossing steps: `data/tmp.parquet` -> `file_data_tmp_parquet`."""
+    return "file_" + re.sub(r"[^0-9A-Za-z_]", "_", path)
+
+
+def _input_names(item: Flow) -> tuple[str, str]:
+    if item.marshaller == "file":
+        return _file_name(item.variable), f"{_file_name(item.variable)}_from_{item.producer}"
+    return identifier(item.variable), f"{item.variable}_from_{item.producer}"
+
+
+def _output_names(item: Flow) -> tuple[str, str]:
+    if item.marshaller == "file":
+        return _file_name(item.variable), f"{_file_name(item.variable)}_out"
+    return identifier(item.variable), f"{item.variable}_out"
+
+
+_FILE_PORT = Marshaller(
+    name="file",
+    artifact="Artifact",
+    save_function="_kale_keep_file",
+    load_function="_kale_restore_file",
+    source=_FILES,
+    packages=(),
+    safe=True,  # copied byte for byte, never deserialised
+)
+
+
 def _port(flow: Flow, io_name: str) -> _Port:
+    if flow.marshaller == "file":
+        return _Port(flow, io_name, _FILE_PORT, None)
     if flow.optional:
         return _Port(
             flow, io_name, choose_marshaller({"type": "unknown", "mro": [], "kind": "data"}), None
@@ -177,17 +251,26 @@ def _render_step(
     saves: list[str] = []
     helpers: dict[str, str] = {}
     param_types = {p.name: p.type for p in flow.parameters}
+    optional = {p.name for p in flow.parameters if p.optional}
     for name in step.parameters:
         io_name = io.take(identifier(name), f"{name}_param")
         signature.append(f"{io_name}: {param_types[name]}")
-        loads.append(f"_kale_ns[{name!r}] = {io_name}")
+        if name in optional:
+            helpers["json_parameter"] = _JSON_PARAMETER
+            loads.append(f"_kale_ns[{name!r}] = _kale_json_parameter({io_name})")
+        else:
+            loads.append(f"_kale_ns[{name!r}] = {io_name}")
     inputs: list[tuple[Flow, _Port]] = []
     for item in step.inputs:
-        port = _port(
-            item, io.take(identifier(item.variable), f"{item.variable}_from_{item.producer}")
-        )
+        if item.alias_of:
+            continue  # the same object as another input: re-bound below
+        port = _port(item, io.take(*_input_names(item)))
         inputs.append((item, port))
-        if port.parameter:
+        if item.marshaller == "file":
+            signature.append(f"{port.io_name}: Input[Artifact]")
+            helpers["file"] = _FILES
+            loads.append(f"_kale_restore_file({port.io_name}.path, {value_literal(item.variable)})")
+        elif port.parameter:
             signature.append(f"{port.io_name}: {port.parameter}")
             loads.append(f"_kale_ns[{item.variable!r}] = {port.io_name}")
         elif item.optional:
@@ -196,13 +279,21 @@ def _render_step(
             loads.append(f"_kale_load_optional(_kale_ns, {item.variable!r}, {port.io_name}.path)")
         else:
             signature.append(f"{port.io_name}: Input[{port.marshaller.artifact}]")
-            helpers[port.marshaller.name] = port.marshaller.source
-            load = port.marshaller.load_function
-            loads.append(f"_kale_ns[{item.variable!r}] = {load}({port.io_name}.path)")
+            helpers["artifact_io"] = ARTIFACT_IO_SOURCE
+            helpers[port.marshaller.save_function] = port.marshaller.source
+            load = port.marshaller.load_call(port.io_name, item.variable, item.producer)
+            loads.append(f"_kale_ns[{item.variable!r}] = {load}")
+    for item in step.inputs:
+        if item.alias_of:
+            loads.append(f"_kale_ns[{item.variable!r}] = _kale_ns[{item.alias_of!r}]  # one object")
     for item in step.outputs:
-        port = _port(item, io.take(identifier(item.variable), f"{item.variable}_out"))
+        port = _port(item, io.take(*_output_names(item)))
         outputs[(step.name, item.variable)] = port
-        if port.parameter:
+        if item.marshaller == "file":
+            signature.append(f"{port.io_name}: Output[Artifact]")
+            helpers["file"] = _FILES
+            saves.append(f"_kale_keep_file({value_literal(item.variable)}, {port.io_name}.path)")
+        elif port.parameter:
             signature.append(f"{port.io_name}: OutputPath({port.parameter})")
             helpers["write_parameter"] = _WRITE_PARAMETER
             saves.append(f"_kale_write_parameter({port.io_name}, _kale_ns[{item.variable!r}])")
@@ -212,10 +303,9 @@ def _render_step(
             saves.append(f"_kale_save_optional(_kale_ns, {item.variable!r}, {port.io_name}.path)")
         else:
             signature.append(f"{port.io_name}: Output[{port.marshaller.artifact}]")
-            helpers[port.marshaller.name] = port.marshaller.source
-            saves.append(
-                f"{port.marshaller.save_function}(_kale_ns[{item.variable!r}], {port.io_name}.path)"
-            )
+            helpers["artifact_io"] = ARTIFACT_IO_SOURCE
+            helpers[port.marshaller.save_function] = port.marshaller.source
+            saves.append(port.marshaller.save_call(port.io_name, f"_kale_ns[{item.variable!r}]"))
     if step.metrics:
         metrics = io.take("metrics", "pipeline_metrics")
         signature.append(f"{metrics}: Output[Metrics]")
@@ -246,6 +336,8 @@ def _render_step(
         }
         if "optional" in helpers:
             marshal_packages.add("cloudpickle")
+        if "artifact_io" in helpers:
+            marshal_packages.add("xxhash")  # fast checksums (sha256 is the fallback)
         value_modules = {
             f.info.get("type", "").split(".")[0]
             for f in step.inputs
@@ -275,6 +367,7 @@ def _task(
     functions: dict[str, str],
     tasks: dict[str, str],
     outputs: dict[tuple[str, str], _Port],
+    shared: PipelineSettings,
 ) -> dict[str, Any]:
     # Argument names must match the component's signature: re-derive them the same way.
     io = _Names(set(_BODY_NAMES))
@@ -284,7 +377,9 @@ def _task(
         arguments.append(f"{io_name}={name}")
     producers = set()
     for item in step.inputs:
-        io_name = io.take(item.variable, f"{item.variable}_from_{item.producer}")
+        if item.alias_of:
+            continue
+        io_name = io.take(*_input_names(item))
         port = outputs[(item.producer, item.variable)]
         arguments.append(f"{io_name}={tasks[item.producer]}.outputs[{port.io_name!r}]")
         producers.add(item.producer)
@@ -292,9 +387,7 @@ def _task(
     order_only = [name for name in step.after if name not in producers]
     if order_only:
         extras.append(f"{tasks[step.name]}.after({', '.join(tasks[n] for n in order_only)})")
-    settings = flow.notebook.step(step.name).settings
-    if settings.cache is not None:
-        extras.append(f"{tasks[step.name]}.set_caching_options({settings.cache!r})")
+    extras.extend(task_settings(tasks[step.name], flow.notebook.step(step.name).settings, shared))
     return {
         "variable": tasks[step.name],
         "function": functions[step.name],

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kale_trace.cellcode import plain_python_lenient
 from kale_trace.errors import KaleTraceError
 from kale_trace.executor.kernel import Kernel
 from kale_trace.executor.parameters import (
@@ -24,8 +25,10 @@ from kale_trace.executor.parameters import (
     injection_source,
     kfp_type,
     parameter_names,
+    resolve_cli_text,
 )
 from kale_trace.notebook.model import Cell, CellRole, Notebook
+from kale_trace.tracer.read_tracking import needs_tracking
 
 PROLOGUE = "(imports and functions)"
 PARAMETERS = "(parameters)"
@@ -47,6 +50,7 @@ class DryRun:
     parameters: list[Parameter]
     segments: list[Segment]
     traced: bool = True  # False for --no-trace: segments carry no probes
+    baseline: dict[str, Any] = field(default_factory=dict)  # the probe before any cell ran
 
 
 Progress = Callable[[str], None]
@@ -82,22 +86,33 @@ def resolve_parameters(
 ) -> list[Parameter]:
     """Typed parameters: defaults from the notebook (or -p), samples for the dry run only."""
     names = list(defaults)
-    check_known(overrides, names, "-p/--parameters")
-    check_known(samples, names, "--sample-params")
-    where = {"notebook": str(notebook.path)}
+    where: dict[str, Any] = {"notebook": str(notebook.path)}
     cell = notebook.parameters_cell
     if cell is not None:
         where.update(cell=cell.index, cell_source=cell.source)
-    params = []
-    for name in names:
-        try:
-            kind = kfp_type(name, defaults[name])
-            default = coerce(name, kind, overrides.get(name, defaults[name]), "-p/--parameters")
-            sample = coerce(name, kind, samples.get(name, default), "--sample-params")
-        except KaleTraceError as error:
-            raise error.located(**where) from None
-        params.append(Parameter(name, kind, default, sample))
-    return params
+    try:
+        check_known(overrides, names, "-p/--parameters")
+        check_known(samples, names, "--sample-params")
+        return [_parameter(name, defaults[name], overrides, samples) for name in names]
+    except KaleTraceError as error:
+        raise error.located(**where) from None
+
+
+def _parameter(
+    name: str, value: Any, overrides: dict[str, Any], samples: dict[str, Any]
+) -> Parameter:
+    """One typed parameter; None in the notebook is typed by an override or made optional."""
+    default = resolve_cli_text(overrides.get(name, value), None) if value is None else value
+    if value is not None or default is not None:
+        kind = kfp_type(name, default)
+        default = coerce(name, kind, overrides.get(name, default), "-p/--parameters")
+        sample = coerce(name, kind, samples.get(name, default), "--sample-params")
+        return Parameter(name, kind, default, sample)
+    # None and no value given: a JSON-text str parameter (executor/parameters.py's doc).
+    sample = resolve_cli_text(samples.get(name), None)
+    if sample is not None:
+        kfp_type(name, sample)  # the dry run may use any value a parameter can hold
+    return Parameter(name, "str", None, sample, optional=True)
 
 
 def dry_run(
@@ -107,8 +122,13 @@ def dry_run(
     samples: dict[str, Any] | None = None,
     cell_timeout: float | None = None,
     progress: Progress = lambda _: None,
+    before_close: Callable[[Kernel, DryRun], None] | None = None,
 ) -> DryRun:
-    """Execute the notebook's pipeline cells once in a fresh kernel and probe every step."""
+    """Execute the notebook's pipeline cells once in a fresh kernel and probe every step.
+
+    `before_close` runs after the last probe while the kernel still holds every value (the
+    compiler's marshalling round-trip check).
+    """
     overrides = overrides or {}
     samples = samples or {}
     segments = segments_of(notebook)
@@ -118,7 +138,12 @@ def dry_run(
     with tempfile.TemporaryDirectory(prefix="kale-trace-probe-") as tmp:
         probe_file = Path(tmp) / "probe.json"
         with Kernel(notebook.path, cell_timeout=cell_timeout) as kernel:
-            _probe(kernel, probe_file, reset=True)  # baseline: the kernel's own names
+            track = any(
+                needs_tracking(plain_python_lenient(cell.source))
+                for segment in segments
+                for cell in segment.cells
+            )
+            baseline, _ = _probe(kernel, probe_file, reset=True, track_reads=track)
             for segment in segments:
                 progress(f"dry run: {segment.step}")
                 started = time.perf_counter()
@@ -137,17 +162,22 @@ def dry_run(
                             kernel.run_cell(injection_source(injected), index=cell.index)
                 segment.seconds = time.perf_counter() - started
                 segment.probe, segment.peak_rss_bytes = _probe(kernel, probe_file)
-    return DryRun(parameters=parameters, segments=segments)
+            run = DryRun(parameters=parameters, segments=segments, baseline=baseline)
+            if before_close is not None:
+                before_close(kernel, run)
+    return run
 
 
-def _probe(kernel: Kernel, path: Path, reset: bool = False) -> tuple[dict[str, Any], int]:
+def _probe(
+    kernel: Kernel, path: Path, reset: bool = False, track_reads: bool = False
+) -> tuple[dict[str, Any], int]:
     module = '__import__("kale_trace.tracer.kernel_probe", fromlist=["probe"])'
-    code = (f"{module}.reset()\n" if reset else "") + (
+    shell = "get_ipython()" if track_reads else ""
+    code = (f"{module}.reset({shell})\n" if reset else "") + (
         f"{module}.probe(get_ipython().user_ns, {str(path)!r})"
     )
-    rss = "__import__('resource').getrusage(__import__('resource').RUSAGE_SELF).ru_maxrss"
-    result = kernel.run_silent(code, {"rss": rss})
-    return json.loads(path.read_text(encoding="utf-8")), int(result["rss"]) * 1024
+    result = kernel.run_silent(code, {"rss": f"{module}.peak_rss_bytes()"})
+    return json.loads(path.read_text(encoding="utf-8")), int(result["rss"])
 
 
 def _read_values(kernel: Kernel, names: list[str], cell: Cell) -> dict[str, Any]:

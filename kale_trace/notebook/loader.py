@@ -17,6 +17,7 @@ import networkx as nx
 
 from kale_trace.errors import KaleTraceError
 from kale_trace.notebook.model import Cell, CellRole, Notebook, Step, StepSettings
+from kale_trace.notebook.settings import check_image, parse_volumes
 from kale_trace.notebook.tags import CellTags, normalise_step_name, parse_tags
 
 KNOWN_METADATA = {
@@ -40,6 +41,7 @@ def load_notebook(path: str | Path) -> Notebook:
             notebook=where,
             fix=f"use only: {', '.join(sorted(KNOWN_METADATA))}",
         )
+    defaults = _check_settings_metadata(metadata, where)
     code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
     if not code_cells:
         raise KaleTraceError(
@@ -97,7 +99,7 @@ def load_notebook(path: str | Path) -> Notebook:
         )
 
     _check_parameters(cells, where)
-    steps = _steps(cells, parsed_by_cell, where)
+    steps = _steps(cells, parsed_by_cell, where, defaults)
     if not steps:
         raise KaleTraceError(
             "no cell is tagged as a pipeline step",
@@ -197,17 +199,76 @@ def _check_parameters(cells: list[Cell], where: str) -> None:
             )
             annotated = isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
             if not (simple or annotated):
+                statement = ast.get_source_segment(cell.source, stmt)
                 raise KaleTraceError(
-                    f"the parameters cell may only assign values to names (line {stmt.lineno} "
-                    f"is a {type(stmt).__name__})",
+                    "the parameters cell may only assign values to names (line "
+                    f"{stmt.lineno} is not an assignment: {statement})",
                     notebook=where,
                     cell=cell.index,
                     cell_source=cell.source,
                     fix="move imports and other code to an imports cell or a step",
                 )
+            names = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            for name in (t.id for t in names if isinstance(t, ast.Name)):
+                if not _KFP_PARAMETER_NAME.fullmatch(name):
+                    raise KaleTraceError(
+                        f"parameter name '{name}' is not allowed by KFP (a pipeline parameter "
+                        "name starts with an ASCII letter and has only letters, digits and _)",
+                        notebook=where,
+                        cell=cell.index,
+                        cell_source=cell.source,
+                        fix=f"rename '{name}' in the parameters cell, e.g. to 'p{name}'",
+                    )
 
 
-def _steps(cells: list[Cell], parsed: dict[int, CellTags], where: str) -> list[Step]:
+_KFP_PARAMETER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def _check_settings_metadata(metadata: dict[str, Any], where: str) -> CellTags:
+    """Validate the metadata that shapes every step; returns `steps_defaults` as tags.
+
+    Kale's `steps_defaults` is a list of step tags (limit:, label:, annotation:, secret:,
+    image:, cache:, retries:) applied to every step; a step's own tags win.
+    """
+    for key in ("base_image", "docker_image"):
+        if metadata.get(key):
+            try:
+                check_image(metadata[key], f"kubeflow_notebook.{key}")
+            except KaleTraceError as error:
+                raise error.located(notebook=where) from None
+    parse_volumes(metadata, where)
+    caching = metadata.get("enable_caching")
+    if caching is not None and not isinstance(caching, bool):
+        raise KaleTraceError(
+            f"kubeflow_notebook.enable_caching is {caching!r}",
+            notebook=where,
+            fix="set it to true or false",
+        )
+    raw = metadata.get("steps_defaults") or []
+    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
+        raise KaleTraceError(
+            "kubeflow_notebook.steps_defaults must be a list of step tags",
+            notebook=where,
+            fix='write e.g. "steps_defaults": ["label:team:ml", "limit:memory:4Gi"]',
+        )
+    try:
+        defaults = parse_tags(raw)
+    except KaleTraceError as error:
+        error.message = f"kubeflow_notebook.steps_defaults: {error.message}"
+        raise error.located(notebook=where) from None
+    if defaults.role is not None or defaults.prev:
+        raise KaleTraceError(
+            "kubeflow_notebook.steps_defaults may only hold limit:, label:, annotation:, "
+            "secret:, image:, cache: and retries: tags",
+            notebook=where,
+            fix="tag steps and their order on the cells themselves",
+        )
+    return defaults
+
+
+def _steps(
+    cells: list[Cell], parsed: dict[int, CellTags], where: str, defaults: CellTags
+) -> list[Step]:
     order: list[str] = []
     display: dict[str, str] = {}
     members: dict[str, list[Cell]] = {}
@@ -264,6 +325,16 @@ def _steps(cells: list[Cell], parsed: dict[int, CellTags], where: str) -> list[S
                     cell_source=cell.source,
                     fix=f"use one of the steps: {', '.join(order)}",
                 )
+        accelerators = [r for r in {**defaults.limits, **settings[name]["limits"]} if "/" in r]
+        if len(accelerators) > 1:  # KFP gives a task one accelerator type
+            cell = members[name][0]
+            raise KaleTraceError(
+                f"step '{name}' asks for two accelerator types: {', '.join(accelerators)}",
+                notebook=where,
+                cell=cell.index,
+                cell_source=cell.source,
+                fix="keep one limit:<vendor>/<resource>:<count> tag per step",
+            )
     return [
         Step(
             name=name,
@@ -271,13 +342,13 @@ def _steps(cells: list[Cell], parsed: dict[int, CellTags], where: str) -> list[S
             cells=tuple(members[name]),
             prev=tuple(prevs[name]),
             settings=StepSettings(
-                limits=settings[name]["limits"],
-                image=settings[name].get("image"),
-                labels=settings[name]["labels"],
-                annotations=settings[name]["annotations"],
-                secrets=tuple(settings[name]["secrets"]),
-                cache=settings[name].get("cache"),
-                retries=settings[name].get("retries"),
+                limits={**defaults.limits, **settings[name]["limits"]},
+                image=settings[name].get("image", defaults.image),
+                labels={**defaults.labels, **settings[name]["labels"]},
+                annotations={**defaults.annotations, **settings[name]["annotations"]},
+                secrets=tuple(dict.fromkeys([*defaults.secrets, *settings[name]["secrets"]])),
+                cache=settings[name].get("cache", defaults.cache),
+                retries=settings[name].get("retries", defaults.retries),
             ),
         )
         for name in order

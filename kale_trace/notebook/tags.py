@@ -12,6 +12,13 @@ from dataclasses import dataclass, field
 
 from kale_trace.errors import KaleTraceError
 from kale_trace.notebook.model import CellRole
+from kale_trace.notebook.settings import (
+    check_annotation,
+    check_image,
+    check_label,
+    check_limit,
+    parse_secret,
+)
 
 _ROLE_TAGS = {
     "imports": CellRole.IMPORTS,
@@ -27,7 +34,8 @@ _IGNORED_PREFIXES = ("in:", "out:")  # Kale's old explicit dataflow tags: the tr
 VALID_TAGS = (
     "imports, functions, pipeline-parameters, parameters, pipeline-metrics, skip, "
     "step:<name>, block:<name>, prev:<name>, limit:<resource>:<value>, image:<ref>, "
-    "label:<key>:<value>, annotation:<key>:<value>, secret:<value>, cache:enabled|disabled, "
+    "label:<key>:<value>, annotation:<key>:<value>, secret:<name>:<key>:<ENV_VAR>, "
+    "secret:<name>:<mount path>, cache:enabled|disabled, "
     "retries:<n>, raises-exception"
 )
 
@@ -79,18 +87,21 @@ def parse_tags(tags: list[str]) -> CellTags:
             parts = tag.split(":")
             if len(parts) != 3 or not parts[1] or not parts[2]:
                 raise KaleTraceError(f"bad tag {tag!r}", fix="write limit:<resource>:<value>")
-            parsed.limits[parts[1]] = parts[2]
+            resource, value = check_limit(parts[1], parts[2])
+            parsed.limits[resource] = value
         elif tag.startswith("image:"):
             if not tag[6:]:
                 raise KaleTraceError("empty image: tag", fix="write image:<registry/name:tag>")
-            parsed.image = tag[6:]
+            parsed.image = check_image(tag[6:], "image:")
         elif tag.startswith(("label:", "annotation:")):
             kind, _, rest = tag.partition(":")
             key, sep, value = rest.partition(":")
             if not sep or not key:
                 raise KaleTraceError(f"bad tag {tag!r}", fix=f"write {kind}:<key>:<value>")
+            (check_label if kind == "label" else check_annotation)(key, value)
             (parsed.labels if kind == "label" else parsed.annotations)[key] = value
         elif tag.startswith("secret:"):
+            parse_secret(tag[7:])  # validated here, emitted by codegen
             parsed.secrets.append(tag[7:])
         elif tag.startswith("cache:"):
             value = tag[6:]

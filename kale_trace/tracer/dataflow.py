@@ -16,65 +16,14 @@ import networkx as nx
 from kale_trace.cellcode import plain_python_lenient
 from kale_trace.errors import KaleTraceError
 from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun, Segment
-from kale_trace.executor.parameters import Parameter
 from kale_trace.marshal import choose_marshaller
-from kale_trace.notebook.model import Cell, CellRole, Notebook
+from kale_trace.notebook.model import CellRole, Notebook
 from kale_trace.tracer.ast_names import NameFacts, analyse
+from kale_trace.tracer.file_flows import file_flows
+from kale_trace.tracer.flows import UNKNOWN_INFO, Dataflow, Flow, StepFlow
+from kale_trace.tracer.hidden_state import check_hidden_state, check_pyplot, check_split_steps
 
-UNKNOWN_INFO: dict[str, Any] = {"type": "unknown", "mro": [], "kind": "data"}
-
-
-@dataclass
-class Flow:
-    """One value crossing from a producer step to a consumer step."""
-
-    variable: str
-    producer: str
-    consumer: str
-    info: dict[str, Any]  # what the probe saw of the value (type, size, shape, ...)
-    marshaller: str
-    source: str  # "trace": the dry run saw it; "ast": only static analysis says it may exist
-
-    @property
-    def optional(self) -> bool:
-        return self.source == "ast"
-
-
-@dataclass
-class StepFlow:
-    """Everything code generation needs to know about one step."""
-
-    name: str
-    display_name: str
-    cells: list[Cell]
-    after: list[str]  # steps it must run after (prev: tags and data producers)
-    parameters: list[str]  # pipeline parameters it reads
-    inputs: list[Flow] = field(default_factory=list)
-    outputs: list[Flow] = field(default_factory=list)  # one per (variable) that others read
-    imports: dict[str, str] = field(default_factory=dict)  # name -> import statement to re-emit
-    definitions: dict[str, str] = field(default_factory=dict)  # name -> def/class source
-    metrics: list[str] = field(default_factory=list)
-    modules: set[str] = field(default_factory=set)  # top-level modules the step's code imports
-    seconds: float = 0.0
-    peak_rss_bytes: int = 0
-
-
-@dataclass
-class Dataflow:
-    pipeline: str
-    notebook: Notebook
-    parameters: list[Parameter]
-    steps: list[StepFlow]  # in a valid run order (notebook order where the DAG allows)
-    warnings: list[dict[str, str]] = field(default_factory=list)
-    traced: bool = True
-    prologue_modules: set[str] = field(default_factory=set)  # modules the prologue imports
-
-    def step(self, name: str) -> StepFlow:
-        return next(s for s in self.steps if s.name == name)
-
-    @property
-    def prologue(self) -> list[Cell]:
-        return list(self.notebook.prologue)
+__all__ = ["UNKNOWN_INFO", "Dataflow", "Flow", "StepFlow", "build_dataflow"]
 
 
 @dataclass
@@ -85,6 +34,8 @@ class _Write:
     deleted: set[str]
     values: dict[str, dict[str, Any]]
     potential: set[str]  # bound on some path per the AST, but not seen by the dry run
+    same_object: list[list[str]] = field(default_factory=list)  # alias groups at the end
+    indirect: set[str] = field(default_factory=set)  # changed without being named
 
 
 def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
@@ -114,9 +65,40 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
                     metric_names |= analyse(cell.source).reads
             consumer.metrics = sorted(metric_names)
         reads = _reads_with_functions(facts[index], writes[:index])
+        reads |= set(segment.probe.get("reads", []))  # names looked up dynamically
         for name in sorted(reads):
             _resolve(name, index, consumer, writes, parameter_names, notebook)
+        _complete_alias_groups(segment, consumer)
+        _mark_aliases(consumer)
         _check_shared_memory(segment, consumer, facts[index], notebook)
+
+    file_flows(run, steps, warnings)
+    for write in writes:
+        for name in sorted(write.indirect):
+            if write.step not in (PROLOGUE, PARAMETERS):
+                warnings.append(
+                    {
+                        "step": write.step,
+                        "variable": name,
+                        "message": f"step '{write.step}' changes '{name}' without naming it (it "
+                        "writes an object that this value holds a reference to); in the pipeline "
+                        f"later steps get '{name}' as it was before, so build it in or after "
+                        f"step '{write.step}', or merge the steps",
+                    }
+                )
+    for step in steps.values():
+        for flow in step.inputs:
+            if flow.info.get("closure"):
+                warnings.append(
+                    {
+                        "step": step.name,
+                        "variable": flow.variable,
+                        "message": f"'{flow.variable}' is a closure made in step "
+                        f"'{flow.producer}'; it travels by value with cloudpickle, with the "
+                        "variables it captured (re-create it in the step that uses it to "
+                        "avoid this)",
+                    }
+                )
 
     # Producers that are not ancestors of their consumer: the data edge now orders them.
     order = [s.name for s in notebook.steps]
@@ -125,7 +107,9 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
             if flow.producer not in step.after and not nx.has_path(dag, flow.producer, step.name):
                 step.after.append(flow.producer)
                 dag.add_edge(flow.producer, step.name)
-                if step.name != metrics_step or flow.variable not in step.metrics:
+                if flow.marshaller != "file" and (
+                    step.name != metrics_step or flow.variable not in step.metrics
+                ):
                     warnings.append(
                         {
                             "step": step.name,
@@ -136,13 +120,20 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
                         }
                     )
         step.after = sorted(set(step.after), key=order.index)
-    _check_split_steps(run, warnings)
-    _check_hidden_state(run, warnings)
+    check_split_steps(run, warnings)
+    check_hidden_state(run, warnings)
+
+    def uses_module(index: int, module: str) -> bool:
+        names = facts[index].reads | set(facts[index].imports)
+        infos = (_latest_info(name, writes[: index + 1]) for name in names)
+        return any(info is not None and info.get("module_name") == module for info in infos)
+
+    check_pyplot(run, uses_module, warnings)
     ordered = list(nx.lexicographical_topological_sort(dag, key=order.index))
     for step in steps.values():
         for flow in step.inputs:
             producer = steps[flow.producer]
-            if all(o.variable != flow.variable for o in producer.outputs):
+            if flow.alias_of is None and all(o.variable != flow.variable for o in producer.outputs):
                 producer.outputs.append(flow)
         step.outputs.sort(key=lambda f: f.variable)
     return Dataflow(
@@ -165,8 +156,19 @@ def _writes_of(index: int, segment: Segment, facts: NameFacts, traced: bool) -> 
     probe = segment.probe
     if traced:
         names = set()
-        for key in ("defined", "rebound", "mutated", "possibly_mutated"):
+        for key in ("defined", "rebound", "mutated"):
             names |= set(probe.get(key, []))
+        # A value that cannot be fingerprinted may have changed, but only where the step
+        # could reach it by name.
+        touched = facts.reads | facts.binds | facts.deferred_reads | set(probe.get("reads", []))
+        names |= set(probe.get("possibly_mutated", [])) & touched
+        for group in probe.get("aliases", []) + probe.get("same_object", []):
+            if touched & set(group):
+                touched |= set(group)
+        # Changed through a reference held elsewhere (`d = {"k": a}`, then `a` is written, or
+        # pyplot's current figure): the step never held the value, so it cannot pass it on.
+        indirect = set(probe.get("mutated", [])) - touched
+        names -= indirect
         potential = facts.binds - names - set(probe.get("deleted", []))
         return _Write(
             index,
@@ -175,6 +177,8 @@ def _writes_of(index: int, segment: Segment, facts: NameFacts, traced: bool) -> 
             set(probe.get("deleted", [])),
             probe.get("values", {}),
             potential,
+            probe.get("same_object", []),
+            indirect,
         )
     # Without a dry run, every binding the AST can see is a potential write; what kind of
     # object imports and definitions bind is known statically.
@@ -239,7 +243,11 @@ def _resolve(
         else:
             _add_input(name, traced_writer, consumer, "trace", notebook)
     for write in reversed(potential):
-        if write.step not in (consumer.name, PROLOGUE, PARAMETERS):
+        if write.step == PARAMETERS:
+            # --no-trace: the parameters cell binds only parameters, so this is one.
+            if name in parameter_names and name not in consumer.parameters:
+                consumer.parameters.append(name)
+        elif write.step not in (consumer.name, PROLOGUE):
             _add_input(name, write, consumer, "ast", notebook)
 
 
@@ -260,7 +268,7 @@ def _add_input(
         consumer.imports[name] = _from_import(name, where["module"], where["qualname"])
         consumer.modules.add(where["module"].split(".")[0])
         return
-    if kind in ("function", "class"):
+    if kind in ("function", "class") and not info.get("closure"):
         definition = _definition_source(name, write, notebook)
         if definition is not None:
             consumer.definitions[name] = definition
@@ -277,7 +285,9 @@ def _add_input(
     if any(f.variable == name and f.producer == write.step for f in consumer.inputs):
         return
     marshaller = choose_marshaller(info).name
-    consumer.inputs.append(Flow(name, write.step, consumer.name, info, marshaller, source))
+    group = next((tuple(g) for g in write.same_object if name in g), ())
+    flow = Flow(name, write.step, consumer.name, info, marshaller, source, group=group)
+    consumer.inputs.append(flow)
 
 
 def _from_import(name: str, module: str, qualname: str) -> str:
@@ -314,6 +324,35 @@ def _definition_source(name: str, write: _Write, notebook: Notebook) -> str | No
     return found
 
 
+def _complete_alias_groups(segment: Segment, consumer: StepFlow) -> None:
+    """A step that writes through one name of an object also writes every other name bound
+    to it (`b = a` in one step, `b.append(x)` in the next): it receives them all, as one."""
+    mutated = set(segment.probe.get("mutated", [])) | set(segment.probe.get("possibly_mutated", []))
+    for flow in list(consumer.inputs):
+        if flow.source != "trace" or not (mutated & set(flow.group)):
+            continue
+        for name in flow.group:
+            if all(f.variable != name for f in consumer.inputs):
+                consumer.inputs.append(
+                    Flow(name, flow.producer, consumer.name, flow.info, flow.marshaller,
+                         "trace", group=flow.group)
+                )  # fmt: skip
+
+
+def _mark_aliases(consumer: StepFlow) -> None:
+    """Inputs that were one object in the producer stay one object: the first travels, the
+    others are re-bound to it (`b = a`), so writes through either are seen by both."""
+    first: dict[tuple[str, tuple[str, ...]], str] = {}
+    for flow in sorted(consumer.inputs, key=lambda f: f.variable):
+        if not flow.group or flow.source != "trace" or flow.alias_of:
+            continue
+        key = (flow.producer, flow.group)
+        if key in first:
+            flow.alias_of = first[key]
+        else:
+            first[key] = flow.variable
+
+
 def _check_shared_memory(
     segment: Segment, consumer: StepFlow, facts: NameFacts, notebook: Notebook
 ) -> None:
@@ -323,10 +362,10 @@ def _check_shared_memory(
     the pipeline: writing one name would silently leave the other unchanged. A view made
     inside the step from one received array is fine.
     """
-    received = {f.variable for f in consumer.inputs}
+    received = {f.variable for f in consumer.inputs if f.alias_of is None}
     probe = segment.probe
     mutated = set(probe.get("mutated", [])) | set(probe.get("possibly_mutated", []))
-    available = received | facts.binds | set(probe.get("defined", []))
+    available = {f.variable for f in consumer.inputs} | facts.binds | set(probe.get("defined", []))
     for group in probe.get("aliases", []):
         members = set(group)
         crossing = received & members
@@ -345,58 +384,3 @@ def _check_shared_memory(
                 fix=f"create the alias or view in step '{consumer.name}' itself (e.g. "
                 "`view = arr[:3]` there), or merge the steps",
             )
-
-
-_RNG_FIX = "seed inside this step, or use an explicit generator (np.random.default_rng(seed))"
-
-
-def _check_hidden_state(run: DryRun, warnings: list[dict[str, str]]) -> None:
-    """Global state a step inherits from earlier steps in the notebook but not in a pipeline."""
-    before: dict[str, Any] = {}
-    touched: dict[str, str] = {}  # hidden key -> last step (or prologue) that changed it
-    for segment in run.segments:
-        hidden = segment.probe.get("hidden", {})
-        for key, value in hidden.items():
-            if key in before and before[key] != value:
-                previous = touched.get(key)
-                step = segment.step
-                if key in ("random", "numpy.random") and previous and previous != step:
-                    if step not in (PROLOGUE, PARAMETERS):
-                        warnings.append(
-                            {
-                                "step": step,
-                                "variable": key,
-                                "message": f"step '{step}' draws from the global {key} state that "
-                                f"'{previous}' left behind; in the pipeline it starts from a fresh "
-                                f"state, so its numbers differ from the notebook's ({_RNG_FIX})",
-                            }
-                        )
-                elif key in ("cwd", "environ") and step not in (PROLOGUE, PARAMETERS):
-                    warnings.append(
-                        {
-                            "step": step,
-                            "variable": key,
-                            "message": f"step '{step}' changes the process's "
-                            f"{'working directory' if key == 'cwd' else 'environment variables'}; "
-                            "later steps run in fresh processes and will not see the change",
-                        }
-                    )
-                touched[key] = step
-            before[key] = value
-
-
-def _check_split_steps(run: DryRun, warnings: list[dict[str, str]]) -> None:
-    seen: list[str] = []
-    for segment in run.segments:
-        if segment.step in (PROLOGUE, PARAMETERS):
-            continue
-        if segment.step in seen and seen[-1] != segment.step:
-            warnings.append(
-                {
-                    "step": segment.step,
-                    "variable": "",
-                    "message": f"the cells of step '{segment.step}' are not contiguous in the "
-                    "notebook; the pipeline runs them together, after the cells in between",
-                }
-            )
-        seen.append(segment.step)

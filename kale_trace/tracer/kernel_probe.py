@@ -18,6 +18,7 @@ import sys
 import types
 from typing import Any
 
+from kale_trace.tracer import file_watch, read_tracking
 from kale_trace.tracer.fingerprint import fingerprint
 
 _IPYTHON_NAMES = {
@@ -40,11 +41,17 @@ _UNMOVABLE_MODULES = {
 _JSON_LIMIT = 64 * 1024
 
 _previous: dict[str, tuple[int, str | None, Any]] = {}  # name -> (id, fingerprint, value)
+_previous_files: dict[str, list[int]] = {}  # relative path -> [size, mtime_ns]
 
 
-def reset() -> None:
-    """Forget the previous snapshot (a new dry run)."""
+def reset(shell: Any = None) -> None:
+    """Forget the previous snapshot (a new dry run); with a shell, track reads from now on."""
     _previous.clear()
+    if shell is not None:
+        read_tracking.install(shell)
+    file_watch.watch(os.getcwd())
+    _previous_files.clear()
+    _previous_files.update(file_watch.snapshot(os.getcwd()))
 
 
 def _user_names(user_ns: dict[str, Any]) -> list[str]:
@@ -62,9 +69,10 @@ def _user_names(user_ns: dict[str, Any]) -> list[str]:
 
 def probe(user_ns: dict[str, Any], out_path: str) -> None:
     """Diff the namespace against the last probe and write the report as JSON."""
+    reads = read_tracking.take_reads()
     current: dict[str, tuple[int, str | None, Any]] = {}
     for name in _user_names(user_ns):
-        value = user_ns[name]
+        value = dict.__getitem__(user_ns, name)  # not a read by the user's code
         current[name] = (id(value), fingerprint(value), value)
     report: dict[str, Any] = {
         "defined": [], "rebound": [], "mutated": [], "possibly_mutated": [], "deleted": [],
@@ -88,9 +96,17 @@ def probe(user_ns: dict[str, Any], out_path: str) -> None:
                 if name not in written and name not in report["defined"] + report["rebound"]:
                     report["mutated"].append(name)
     report["aliases"] = groups
+    report["same_object"] = _same_object_groups(current)
     report["values"] = {name: describe(value) for name, (_, _, value) in current.items()}
     report["hidden"] = _hidden_state()
-    for key in ("defined", "rebound", "mutated", "possibly_mutated", "deleted"):
+    report["reads"] = [name for name in _previous if name in reads]  # existed before the step
+    files = file_watch.snapshot(file_watch.watched_root())
+    report["files_written"] = sorted(p for p, s in files.items() if _previous_files.get(p) != s)
+    report["files_sizes"] = {p: files[p][0] for p in report["files_written"]}
+    report["files_read"] = file_watch.take_opened()
+    _previous_files.clear()
+    _previous_files.update(files)
+    for key in ("defined", "rebound", "mutated", "possibly_mutated", "deleted", "reads"):
         report[key] = sorted(report[key])
     _previous.clear()
     _previous.update(current)
@@ -107,6 +123,18 @@ def _alias_groups(current: dict[str, tuple[int, str | None, Any]]) -> list[list[
             root = root.base
         owner.setdefault(id(root), []).append(name)
     return [sorted(names) for names in owner.values() if len(names) > 1]
+
+
+def _same_object_groups(current: dict[str, tuple[int, str | None, Any]]) -> list[list[str]]:
+    """Names bound to one and the same object (`b = a`): they travel as one value."""
+    owner: dict[int, list[str]] = {}
+    for name, (ident, _, value) in current.items():
+        if type(value) not in _IMMUTABLE:  # equal small ints share an id; that is no alias
+            owner.setdefault(ident, []).append(name)
+    return sorted(sorted(names) for names in owner.values() if len(names) > 1)
+
+
+_IMMUTABLE = {int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range}
 
 
 def _qualified(kind: type) -> str:
@@ -129,6 +157,8 @@ def describe(value: Any) -> dict[str, Any]:
     if module == "__main__":
         info["kind"] = "class" if isinstance(value, type) else "function"
         info["co_names"] = sorted(_global_names(value))
+        if getattr(value, "__closure__", None):
+            info["closure"] = True  # its state lives in cells, not in its source
         return info
     if module and _importable(value, module):
         info.update(
@@ -151,6 +181,7 @@ def describe(value: Any) -> dict[str, Any]:
     if kind.__module__.startswith("pandas") and kind.__name__ == "DataFrame":
         info["columns"] = [[str(c), str(t)] for c, t in list(value.dtypes.items())[:50]]
     if _json_exact(value, 0):
+        info["json_exact"] = True  # a JSON artifact can hold it, even above the limit
         text = json.dumps(value)
         if len(text) <= _JSON_LIMIT:
             info["json"] = value
@@ -240,3 +271,18 @@ def _hidden_state() -> dict[str, Any]:
     if pyplot is not None:
         state["pyplot.figures"] = list(pyplot.get_fignums())
     return state
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory. Linux's VmHWM starts afresh at exec; ru_maxrss
+    would include the peak of the process that started the kernel."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

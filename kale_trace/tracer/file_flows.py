@@ -1,0 +1,72 @@
+"""Files as dataflow: a file one step writes under the notebook's folder and a later step
+reads is data crossing a step, and travels as an artifact (PATTERNS 19)."""
+
+from __future__ import annotations
+
+import ast
+
+from kale_trace.cellcode import plain_python_lenient
+from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun
+from kale_trace.notebook.model import Cell
+from kale_trace.tracer.flows import Flow, StepFlow
+
+FILE_INFO_TYPE = "file"
+
+
+def file_flows(run: DryRun, steps: dict[str, StepFlow], warnings: list[dict[str, str]]) -> None:
+    """Files a step writes under the notebook's folder and a later step reads.
+
+    A read is an `open` the dry run saw, or the path spelled out as a string in the step's
+    code (native readers such as pyarrow's do not go through `open`).
+    """
+    last_writer: dict[str, tuple[str, int]] = {}  # path -> (step, size in bytes)
+    for segment in run.segments:
+        probe = segment.probe
+        if segment.step not in (PROLOGUE, PARAMETERS) and last_writer:
+            consumer = steps[segment.step]
+            mentioned = _string_constants(segment.cells)
+            read = set(probe.get("files_read", []))
+            read |= {path for path in last_writer if _mentions(path, mentioned)}
+            for path in sorted(read):
+                writer = last_writer.get(path)
+                if writer is None or writer[0] in (segment.step, PROLOGUE, PARAMETERS):
+                    continue
+                if any(f.variable == path and f.marshaller == "file" for f in consumer.inputs):
+                    continue
+                info = {"type": FILE_INFO_TYPE, "mro": [], "kind": "file", "size_bytes": writer[1]}
+                consumer.inputs.append(Flow(path, writer[0], consumer.name, info, "file", "trace"))
+                warnings.append(
+                    {
+                        "step": consumer.name,
+                        "variable": path,
+                        "message": f"step '{consumer.name}' reads the file '{path}' that step "
+                        f"'{writer[0]}' wrote; pipeline steps run in separate containers, so "
+                        "kale-trace passes the file between them as an artifact",
+                    }
+                )
+        sizes = probe.get("files_sizes", {})
+        for path in probe.get("files_written", []):
+            last_writer[path] = (segment.step, int(sizes.get(path, 0)))
+
+
+def _string_constants(cells: list[Cell]) -> set[str]:
+    found: set[str] = set()
+    for cell in cells:
+        try:
+            tree = ast.parse(plain_python_lenient(cell.source))
+        except SyntaxError:
+            continue
+        found |= {
+            node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        }
+    return found
+
+
+def _mentions(path: str, constants: set[str]) -> bool:
+    for text in constants:
+        cleaned = text[2:] if text.startswith("./") else text
+        if cleaned == path or (cleaned.endswith("/" + path) and "/" not in path):
+            return True
+    return False

@@ -1,0 +1,167 @@
+"""The bad-input catalogue (docs/errors.md), through the real command line.
+
+Every case must exit 1 with a message naming the notebook and the cell or step, a fix, no
+Python traceback, and no output folder, whole or half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import write_notebook
+
+from kale_trace.cli import main
+
+OK = [("step:a", "x = 1")]
+
+
+def _nb(tmp_path: Path, cells, name: str = "nb.ipynb") -> Path:
+    return write_notebook(tmp_path / name, cells)
+
+
+def _raw(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "nb.ipynb"
+    path.write_text(text)
+    return path
+
+
+def _code_only(tmp_path: Path) -> Path:
+    path = _nb(tmp_path, [(None, "# just words")])
+    return path
+
+
+CASES = {
+    "not JSON": (lambda t: _raw(t, "{ nope"), [], ["not JSON"], None),
+    "not a notebook": (lambda t: _raw(t, json.dumps([1, 2])), [], ["not a notebook"], None),
+    "nbformat 3": (
+        lambda t: _raw(t, json.dumps({"nbformat": 3, "nbformat_minor": 0, "worksheets": []})),
+        [], ["format 3", "nbconvert"], None,
+    ),
+    "no code cells": (_code_only, [], ["no code cells"], None),
+    "no steps": (lambda t: _nb(t, [("imports", "import os")]), [], ["no cell is tagged"], None),
+    "unknown tag": (lambda t: _nb(t, [*OK, ("stpe:b", "y = 2")]), [], ["unknown tag"], "cell 1"),
+    "bad step name": (lambda t: _nb(t, [("step:!!!", "x = 1")]), [], ["cannot be made"], "cell 0"),
+    "prev to an unknown step": (
+        lambda t: _nb(t, [*OK, (["step:b", "prev:nope"], "y = 2")]), [], ["does not exist"],
+        "cell 1",
+    ),
+    "a cycle": (
+        lambda t: _nb(t, [(["step:a", "prev:b"], "x = 1"), (["step:b", "prev:a"], "y = 2")]),
+        [], ["cycle"], None,
+    ),
+    "two parameters cells": (
+        lambda t: _nb(t, [("parameters", "a = 1"), ("parameters", "b = 2"), *OK]), [], ["two"],
+        "cell 1",
+    ),
+    "parameters cell with code": (
+        lambda t: _nb(t, [("parameters", "a = 1\nprint(a)"), *OK]), [], ["only assign"], "cell 0",
+    ),
+    "a parameter name KFP refuses": (
+        lambda t: _nb(t, [("parameters", "_rows = 1"), *OK]), [], ["'_rows'"], "cell 0",
+    ),
+    "parameters file not YAML": (
+        lambda t: _nb(t, [("parameters", "a = 1"), *OK]), ["-f", "{bad"], ["YAML"], None,
+    ),
+    "sample file naming an unknown parameter": (
+        lambda t: _nb(t, [("parameters", "a = 1"), *OK]), ["--sample-params", "b: 2"],
+        ["unknown parameter(s): b"], None,
+    ),
+    "-p of the wrong type": (
+        lambda t: _nb(t, [("parameters", "a = 1"), *OK]), ["-p", "a", "many"], ["'a'", "int"],
+        None,
+    ),
+    "a cell that raises": (
+        lambda t: _nb(t, [*OK, (["step:b", "prev:a"], "def f():\n    return 1 / 0\ny = f()")]),
+        [], ["ZeroDivisionError", "return 1 / 0"], "step 'b'",
+    ),
+    "the kernel exits (os._exit)": (
+        lambda t: _nb(t, [*OK, (["step:b", "prev:a"], "import os\nos._exit(3)")]),
+        [], ["kernel died"], "step 'b'",
+    ),
+    "the kernel is killed (as by the out-of-memory killer)": (
+        lambda t: _nb(t, [*OK, (["step:b", "prev:a"], "import os, signal\n"
+                                                       "os.kill(os.getpid(), signal.SIGKILL)")]),
+        [], ["kernel died", "out of memory"], "step 'b'",
+    ),
+    "a cell over --cell-timeout": (
+        lambda t: _nb(t, [*OK, (["step:b", "prev:a"], "import time\ntime.sleep(60)")]),
+        ["--cell-timeout", "1"], ["did not finish within 1"], "step 'b'",
+    ),
+}  # fmt: skip
+
+
+def _materialise(tmp_path: Path, extra: list[str]) -> list[str]:
+    """Options whose value is file content become a file."""
+    args = list(extra)
+    for flag in ("-f", "--sample-params"):
+        if flag in args:
+            at = args.index(flag) + 1
+            path = tmp_path / f"values{at}.yaml"
+            path.write_text(args[at])
+            args[at] = str(path)
+    return args
+
+
+@pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
+def test_bad_input_exits_1_naming_notebook_place_and_fix(tmp_path, case):
+    make, extra, words, place = CASES[case]
+    path = make(tmp_path)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["compile", str(path), "-o", str(out), *_materialise(tmp_path, extra)]
+    )
+    message = result.output
+    assert result.exit_code == 1, message
+    assert path.name in message, message
+    for word in words:
+        assert word in message, message
+    if place:
+        assert place in message, message
+    assert "fix:" in message, message
+    assert "Traceback (most recent call last)" not in message or "ZeroDivisionError" in message
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_ctrl_c_during_the_dry_run_stops_cleanly(tmp_path):
+    path = _nb(tmp_path, [*OK, (["step:b", "prev:a"], "import time\ntime.sleep(60)")])
+    out = tmp_path / "out"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "kale_trace", "compile", str(path), "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    kernels_before = _kernel_processes()
+    # Wait until the dry run reaches the sleeping step, then press Ctrl-C.
+    while time.monotonic() < deadline and len(_kernel_processes() - kernels_before) == 0:
+        time.sleep(0.2)
+    time.sleep(2.0)
+    child.send_signal(signal.SIGINT)
+    _, stderr = child.communicate(timeout=60)
+    assert child.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert not out.exists()
+    time.sleep(1.0)
+    assert not (_kernel_processes() - kernels_before), "the dry-run kernel was left running"
+
+
+def _kernel_processes() -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"ipykernel_launcher" in command:
+            found.add(int(entry.name))
+    return found
