@@ -44,37 +44,40 @@ def _traced(path: Path) -> int:
     return max(segment.peak_rss_bytes for segment in run.segments)
 
 
+def _large(path: Path, megabytes: int) -> Path:
+    rows = megabytes * 1_000_000 // 16  # a float64 array plus a float64 column per row
+    return _write(
+        path,
+        [
+            ("imports", "import numpy as np\nimport pandas as pd"),
+            ("step:load", f"arr = np.ones({rows})\ndf = pd.DataFrame({{'v': np.ones({rows})}})"),
+            ("step:mutate", "arr *= 2\ndf['v'] += 1"),
+            ("step:use", "total = float(arr.sum() + df['v'].sum())"),
+        ],
+    )
+
+
 def notebooks(folder: Path, quick: bool) -> dict[str, Path]:
     small = 20 if quick else 100
-    megabytes = 50 if quick else 1000
-    rows = megabytes * 1_000_000 // 16  # a float64 array plus a float64 column per row
     loop = 300_000 if quick else 3_000_000
-    return {
+    cases = {
         f"{small} small cells, {small // 2} steps": _write(
             folder / "small.ipynb",
             [(f"step:s{i // 2}", f"x{i} = {i}\ny{i} = [x{i}] * 10") for i in range(small)],
         ),
-        f"{megabytes} MB of numpy + pandas, mutated": _write(
-            folder / "large.ipynb",
-            [
-                ("imports", "import numpy as np\nimport pandas as pd"),
-                (
-                    "step:load",
-                    f"arr = np.ones({rows})\ndf = pd.DataFrame({{'v': np.ones({rows})}})",
-                ),
-                ("step:mutate", "arr *= 2\ndf['v'] += 1"),
-                ("step:use", "total = float(arr.sum() + df['v'].sum())"),
-            ],
-        ),
-        f"python loop over globals, {loop:,} iterations": _write(
-            folder / "loop.ipynb",
-            [
-                ("step:setup", "total = 0\nscale = 3\ndef f(v):\n    return v * scale"),
-                ("step:loop", f"for i in range({loop}):\n    total += f(i) % 7"),
-                ("step:report", "result = total"),
-            ],
-        ),
     }
+    for megabytes in (50,) if quick else (100, 1000):
+        name = f"{megabytes} MB of numpy + pandas, mutated"
+        cases[name] = _large(folder / f"large{megabytes}.ipynb", megabytes)
+    cases[f"python loop over globals, {loop:,} iterations"] = _write(
+        folder / "loop.ipynb",
+        [
+            ("step:setup", "total = 0\nscale = 3\ndef f(v):\n    return v * scale"),
+            ("step:loop", f"for i in range({loop}):\n    total += f(i) % 7"),
+            ("step:report", "result = total"),
+        ],
+    )
+    return cases
 
 
 def cases(quick: bool, repeat: int, median: Callable, row: Callable) -> None:

@@ -13,14 +13,7 @@ def test_benchmarks_quick_mode_prints_the_table():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "fingerprint float64" in result.stdout and "dry run" in result.stdout
-
-
-def test_marshal_benchmark_quick_mode_prints_the_table():
-    result = subprocess.run(
-        [sys.executable, "-m", "benchmarks.marshal", "--quick"],
-        capture_output=True, text=True, cwd=ROOT, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    assert "compile --no-trace" in result.stdout and "local pipeline" in result.stdout
     for family in ("(json)", "(npy)", "(arrow)", "(npz)", "(joblib)", "(cloudpickle)"):
         assert family in result.stdout
     assert "pandas pickle" in result.stdout and "targets" in result.stdout

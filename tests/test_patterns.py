@@ -245,16 +245,16 @@ def test_open_resources_are_never_marshalled(notebook, trace, create, kind):
 def test_random_state_is_a_hidden_dependency(notebook, trace):
     path = notebook(
         [
-            ("imports", "import numpy as np\nimport random"),
-            ("step:a", "np.random.seed(0)\nrandom.seed(1)"),
+            ("imports", "import numpy as np\nimport random\nimport torch"),
+            ("step:a", "np.random.seed(0)\nrandom.seed(1)\ntorch.manual_seed(2)"),
             (["step:b", "prev:a"], "x = np.random.rand()"),
             (["step:c", "prev:b"], "y = random.random()\nrng = np.random.default_rng(0)"),
-            (["step:d", "prev:c"], "z = rng.random()"),
+            (["step:d", "prev:c"], "z = rng.random()\nt = float(torch.rand(1))"),
         ]
     )
     flow = trace(path)
     assert edges(flow) == {("c", "d", "rng")}  # an explicit Generator travels as data
-    assert warned(flow) == {("b", "numpy.random"), ("c", "random")}
+    assert warned(flow) == {("b", "numpy.random"), ("c", "random"), ("d", "torch.random")}
 
 
 # 13
@@ -479,6 +479,7 @@ def test_cells_that_error_on_purpose(notebook, trace, tmp_path):
     )  # fmt: skip
     flow = trace(path)
     assert edges(flow) == {("a", "c", "v"), ("a", "c", "not_a_real_module_kt")}
+    assert reproduces(path, tmp_path) == [3, True]  # the tagged cell fails; the step goes on
     failing = notebook([("step:a", "x = 1"), (["step:b", "prev:a"], "y = x / 0")], name="f.ipynb")
     with pytest.raises(KaleTraceError) as error:
         trace(failing)
@@ -514,3 +515,20 @@ def test_a_value_changed_through_a_reference_it_holds_is_warned(notebook, trace)
     # d changed in b, but b never held d: c gets d from a, and the reviewer is told.
     assert edges(flow) == {("a", "b", "a"), ("b", "c", "a"), ("a", "c", "d")}
     assert ("b", "d") in warned(flow)
+
+
+def test_files_that_exist_before_the_run_are_named_for_cluster_runs(notebook, trace, tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("x\n1\n2\n")
+    (tmp_path / "helpers.py").write_text("def double(v):\n    return 2 * v\n")
+    path = notebook(
+        [
+            ("imports", "import helpers"),
+            ("step:a", "rows = open('data/train.csv').read().split()[1:]"),
+            (["step:b", "prev:a"], "total = sum(helpers.double(int(r)) for r in rows)"),
+        ]
+    )
+    flow = trace(path)
+    assert edges(flow) == {("a", "b", "rows")}
+    assert ("a", "data/train.csv") in warned(flow)
+    assert ("(imports and functions)", "helpers.py") in warned(flow)

@@ -188,13 +188,17 @@ def _comment_safe(text: str) -> str:
     return "".join(ch if ch.isprintable() and ch not in "'\\\"" else "?" for ch in text)
 
 
-def _cell(cell: Cell, notebook_name: str, step: str | None) -> dict[str, str]:
+def _cell(cell: Cell, notebook_name: str, step: str | None) -> dict[str, Any]:
     where = f"{notebook_name} cell {cell.index}" + (f", step {step}" if step else "")
     try:
         code = plain_python(cell.source)
     except KaleTraceError as error:
         raise error.located(cell=cell.index, cell_source=cell.source, step=step) from None
-    return {"filename": value_literal(f"<{where}>"), "code": code_literal(code)}
+    return {
+        "filename": value_literal(f"<{where}>"),
+        "code": code_literal(code),
+        "may_raise": "raises-exception" in cell.tags,
+    }
 
 
 def _file_name(path: str) -> str:

@@ -136,14 +136,16 @@ def dry_run(
     if notebook.parameters_cell is None:
         check_known({**overrides, **samples}, [], "-p/--sample-params")
     with tempfile.TemporaryDirectory(prefix="kale-trace-probe-") as tmp:
-        probe_file = Path(tmp) / "probe.json"
         with Kernel(notebook.path, cell_timeout=cell_timeout) as kernel:
             track = any(
                 needs_tracking(plain_python_lenient(cell.source))
                 for segment in segments
                 for cell in segment.cells
             )
-            baseline, _ = _probe(kernel, probe_file, reset=True, track_reads=track)
+            baseline = _baseline_probe(kernel, Path(tmp) / "baseline.json", track_reads=track)
+            files = [Path(tmp) / f"probe-{i}.json" for i in range(len(segments))]
+            plan = _probe_plan(segments, files, injects=bool(overrides or samples))
+            kernel.run_silent(f"{_MODULE}.arm(get_ipython(), {plan!r})")
             for segment in segments:
                 progress(f"dry run: {segment.step}")
                 started = time.perf_counter()
@@ -161,23 +163,54 @@ def dry_run(
                         if injected:
                             kernel.run_cell(injection_source(injected), index=cell.index)
                 segment.seconds = time.perf_counter() - started
-                segment.probe, segment.peak_rss_bytes = _probe(kernel, probe_file)
+            for segment, file in zip(segments, files, strict=True):
+                segment.probe = _read_probe(file, segment)
+                segment.peak_rss_bytes = int(segment.probe.get("peak_rss_bytes", 0))
             run = DryRun(parameters=parameters, segments=segments, baseline=baseline)
             if before_close is not None:
                 before_close(kernel, run)
     return run
 
 
-def _probe(
-    kernel: Kernel, path: Path, reset: bool = False, track_reads: bool = False
-) -> tuple[dict[str, Any], int]:
-    module = '__import__("kale_trace.tracer.kernel_probe", fromlist=["probe"])'
+_MODULE = '__import__("kale_trace.tracer.kernel_probe", fromlist=["probe"])'
+
+
+def _probe_code(path: Path) -> str:
+    return f"{_MODULE}.probe_to_file(get_ipython().user_ns, {str(path)!r})"
+
+
+def _probe_plan(segments: list[Segment], files: list[Path], injects: bool) -> dict[int, str]:
+    """After which cell run (counting from 1, as the kernel's hook does) each probe happens:
+    the last cell of every segment; the injected parameters cell is one more run."""
+    plan: dict[int, str] = {}
+    runs = 0
+    for segment, file in zip(segments, files, strict=True):
+        for cell in segment.cells:
+            runs += 1 + (injects and cell.role is CellRole.PARAMETERS)
+        plan[runs] = str(file)
+    return plan
+
+
+def _baseline_probe(kernel: Kernel, path: Path, track_reads: bool) -> dict[str, Any]:
+    """Reset the kernel-side snapshot (installing read tracking if asked) and probe once."""
     shell = "get_ipython()" if track_reads else ""
-    code = (f"{module}.reset({shell})\n" if reset else "") + (
-        f"{module}.probe(get_ipython().user_ns, {str(path)!r})"
-    )
-    result = kernel.run_silent(code, {"rss": f"{module}.peak_rss_bytes()"})
-    return json.loads(path.read_text(encoding="utf-8")), int(result["rss"])
+    kernel.run_silent(f"{_MODULE}.reset({shell})\n{_probe_code(path)}")
+    return _read_probe(path, None)
+
+
+def _read_probe(path: Path, segment: Segment | None) -> dict[str, Any]:
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        report = {"error": f"no probe report: {exc}"}
+    if "error" in report:
+        where = f" after {segment.step}" if segment else ""
+        raise KaleTraceError(
+            f"the dry-run probe failed{where}",
+            details=report["error"],
+            fix="this is a bug in kale-trace; please report it with the notebook",
+        )
+    return report
 
 
 def _read_values(kernel: Kernel, names: list[str], cell: Cell) -> dict[str, Any]:

@@ -20,8 +20,26 @@ def file_flows(run: DryRun, steps: dict[str, StepFlow], warnings: list[dict[str,
     code (native readers such as pyarrow's do not go through `open`).
     """
     last_writer: dict[str, tuple[str, int]] = {}  # path -> (step, size in bytes)
+    external: set[str] = set()
     for segment in run.segments:
         probe = segment.probe
+        written_here = set(probe.get("files_written", []))
+        reads = set(probe.get("files_read", [])) - last_writer.keys() - written_here - external
+        for path in sorted(reads):
+            external.add(path)
+            who = (
+                f"step '{segment.step}'"
+                if segment.step not in (PROLOGUE, PARAMETERS)
+                else ("the imports and functions cells")
+            )
+            warnings.append(
+                {
+                    "step": segment.step,
+                    "variable": path,
+                    "message": f"{who} reads '{path}' from the notebook's folder; local runs "
+                    "see it, but on a cluster it must be in the step's image or a mounted volume",
+                }
+            )
         if segment.step not in (PROLOGUE, PARAMETERS) and last_writer:
             consumer = steps[segment.step]
             mentioned = _string_constants(segment.cells)

@@ -23,6 +23,8 @@ _root: str | None = None
 def snapshot(root: str) -> dict[str, list[int]]:
     """relative path -> [size, mtime_ns] of the regular files under root, bounded."""
     found: dict[str, list[int]] = {}
+    root = root.rstrip(os.sep) or os.sep
+    prefix = len(root) + (0 if root.endswith(os.sep) else 1)  # entry paths start with root/
     pending = [root]
     while pending and len(found) < MAX_FILES:
         folder = pending.pop()
@@ -40,7 +42,7 @@ def snapshot(root: str) -> dict[str, list[int]]:
                     pending.append(entry.path)
                 elif entry.is_file(follow_symlinks=False):
                     stat = entry.stat(follow_symlinks=False)
-                    found[os.path.relpath(entry.path, root)] = [stat.st_size, stat.st_mtime_ns]
+                    found[entry.path[prefix:]] = [stat.st_size, stat.st_mtime_ns]
             except OSError:
                 continue
             if len(found) >= MAX_FILES:

@@ -12,6 +12,7 @@ from typing import Any
 
 from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun
 
+_RNG_KEYS = ("random", "numpy.random", "torch.random")  # global generators a step may draw from
 _RNG_FIX = "seed inside this step, or use an explicit generator (np.random.default_rng(seed))"
 
 
@@ -25,7 +26,7 @@ def check_hidden_state(run: DryRun, warnings: list[dict[str, str]]) -> None:
             if key in before and before[key] != value:
                 previous = touched.get(key)
                 step = segment.step
-                if key in ("random", "numpy.random") and previous and previous != step:
+                if key in _RNG_KEYS and previous and previous != step:
                     if step not in (PROLOGUE, PARAMETERS):
                         warnings.append(
                             {

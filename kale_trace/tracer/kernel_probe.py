@@ -67,6 +67,46 @@ def _user_names(user_ns: dict[str, Any]) -> list[str]:
     return names
 
 
+_plan: dict[int, str] = {}  # number of the cell run -> file to write the probe to
+_runs = 0
+
+
+def arm(shell: Any, plan: dict[int, str]) -> None:
+    """Probe after the given cell runs, inside the cells' own execute requests.
+
+    IPython's `post_run_cell` event fires after every non-silent cell, so probing there
+    costs no extra kernel round trip per step.
+    """
+    global _runs
+    _plan.clear()
+    _plan.update(plan)
+    _runs = 0
+    if _after_cell not in shell.events.callbacks["post_run_cell"]:
+        shell.events.register("post_run_cell", _after_cell)
+
+
+def _after_cell(result: Any) -> None:
+    global _runs
+    _runs += 1
+    path = _plan.pop(_runs, None)
+    if path is not None:
+        import IPython
+
+        probe_to_file(IPython.get_ipython().user_ns, path)
+
+
+def probe_to_file(user_ns: dict[str, Any], out_path: str) -> None:
+    """`probe`, with peak memory added; a failure is written to the file, not raised: the
+    dry run sends probes without waiting for them and reads every file at the end."""
+    try:
+        probe(user_ns, out_path)
+    except BaseException:
+        import traceback
+
+        with open(out_path, "w", encoding="utf-8") as file:
+            json.dump({"error": traceback.format_exc()}, file)
+
+
 def probe(user_ns: dict[str, Any], out_path: str) -> None:
     """Diff the namespace against the last probe and write the report as JSON."""
     reads = read_tracking.take_reads()
@@ -97,21 +137,28 @@ def probe(user_ns: dict[str, Any], out_path: str) -> None:
                     report["mutated"].append(name)
     report["aliases"] = groups
     report["same_object"] = _same_object_groups(current)
-    report["values"] = {name: describe(value) for name, (_, _, value) in current.items()}
+    changed = {
+        n for key in ("defined", "rebound", "mutated", "possibly_mutated") for n in report[key]
+    }
+    # Unchanged values were described by the probe of the step that last wrote them.
+    report["values"] = {name: describe(current[name][2]) for name in sorted(changed)}
     report["hidden"] = _hidden_state()
     report["reads"] = [name for name in _previous if name in reads]  # existed before the step
+    report["peak_rss_bytes"] = peak_rss_bytes()
     files = file_watch.snapshot(file_watch.watched_root())
     report["files_written"] = sorted(p for p, s in files.items() if _previous_files.get(p) != s)
     report["files_sizes"] = {p: files[p][0] for p in report["files_written"]}
-    report["files_read"] = file_watch.take_opened()
+    opened = file_watch.take_opened()  # only real files: imports also "open" path hooks
+    report["files_read"] = [p for p in opened if p in files or p in _previous_files]
     _previous_files.clear()
     _previous_files.update(files)
     for key in ("defined", "rebound", "mutated", "possibly_mutated", "deleted", "reads"):
         report[key] = sorted(report[key])
     _previous.clear()
     _previous.update(current)
+    text = json.dumps(report, default=str)  # one call: the C encoder (dump() streams in Python)
     with open(out_path, "w", encoding="utf-8") as file:
-        json.dump(report, file, default=str)
+        file.write(text)
 
 
 def _alias_groups(current: dict[str, tuple[int, str | None, Any]]) -> list[list[str]]:
@@ -267,6 +314,9 @@ def _hidden_state() -> dict[str, Any]:
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         state["numpy.random"] = fingerprint(numpy.random.get_state())
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "random"):
+        state["torch.random"] = fingerprint(bytes(torch.random.get_rng_state().numpy()))
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:
         state["pyplot.figures"] = list(pyplot.get_fignums())
