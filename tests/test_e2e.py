@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -86,6 +87,18 @@ def test_generated_code_is_readable_and_formatted(tmp_path, compile_nb):
         capture_output=True, text=True,
     )  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
+    # Each component holds only the marshalling code its own ports use.
+    tree = ast.parse(source)
+    components = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+    defined = {
+        name: {n.name for n in ast.walk(function) if isinstance(n, ast.FunctionDef)}
+        for name, function in components.items()
+    }
+    assert "_kale_save_arrow" in defined["load_data"]
+    assert not {"_kale_load_arrow", "_kale_read_artifact"} & defined["load_data"]
+    assert {"_kale_load_arrow", "_kale_read_artifact", "_kale_save_npy"} <= defined["prepare"]
+    assert "_kale_save_arrow" not in defined["prepare"]
+    assert not {"_kale_write_artifact", "_kale_save_joblib"} & defined["evaluate"]
 
 
 def test_a_failing_step_is_named_with_its_own_traceback(notebook, tmp_path):

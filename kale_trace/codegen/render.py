@@ -15,6 +15,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from kale_trace.cellcode import plain_python
+from kale_trace.codegen.emitted import select_definitions
 from kale_trace.codegen.formatting import format_python
 from kale_trace.codegen.literals import code_literal, identifier, value_literal
 from kale_trace.codegen.packages import pinned_requirements
@@ -254,6 +255,9 @@ def _render_step(
     loads: list[str] = []
     saves: list[str] = []
     helpers: dict[str, str] = {}
+    # Marshallers' sources by save function, and the functions this component calls.
+    marshal_sources: dict[str, str] = {}
+    entries: set[str] = set()
     param_types = {p.name: p.type for p in flow.parameters}
     optional = {p.name for p in flow.parameters if p.optional}
     for name in step.parameters:
@@ -283,8 +287,8 @@ def _render_step(
             loads.append(f"_kale_load_optional(_kale_ns, {item.variable!r}, {port.io_name}.path)")
         else:
             signature.append(f"{port.io_name}: Input[{port.marshaller.artifact}]")
-            helpers["artifact_io"] = ARTIFACT_IO_SOURCE
-            helpers[port.marshaller.save_function] = port.marshaller.source
+            marshal_sources[port.marshaller.save_function] = port.marshaller.source
+            entries |= {"_kale_read_artifact", port.marshaller.load_function}
             load = port.marshaller.load_call(port.io_name, item.variable, item.producer)
             loads.append(f"_kale_ns[{item.variable!r}] = {load}")
     for item in step.inputs:
@@ -307,9 +311,12 @@ def _render_step(
             saves.append(f"_kale_save_optional(_kale_ns, {item.variable!r}, {port.io_name}.path)")
         else:
             signature.append(f"{port.io_name}: Output[{port.marshaller.artifact}]")
-            helpers["artifact_io"] = ARTIFACT_IO_SOURCE
-            helpers[port.marshaller.save_function] = port.marshaller.source
+            marshal_sources[port.marshaller.save_function] = port.marshaller.source
+            entries |= {"_kale_write_artifact", port.marshaller.save_function}
             saves.append(port.marshaller.save_call(port.io_name, f"_kale_ns[{item.variable!r}]"))
+    if entries:  # only the save or load side each port needs, and their helpers
+        sources = [ARTIFACT_IO_SOURCE, *(marshal_sources[k] for k in sorted(marshal_sources))]
+        helpers["marshal"] = select_definitions(sources, entries)
     if step.metrics:
         metrics = io.take("metrics", "pipeline_metrics")
         signature.append(f"{metrics}: Output[Metrics]")
@@ -340,7 +347,7 @@ def _render_step(
         }
         if "optional" in helpers:
             marshal_packages.add("cloudpickle")
-        if "artifact_io" in helpers:
+        if entries:
             marshal_packages.add("xxhash")  # fast checksums (sha256 is the fallback)
         value_modules = {
             f.info.get("type", "").split(".")[0]
