@@ -26,6 +26,54 @@ def _echo(message: str) -> None:
     click.echo(click.style("kale-trace: ", fg="cyan") + message, err=True)
 
 
+def _trace_options(prefix: str = "") -> list[Callable[..., Any]]:
+    """How a notebook is traced: parameters, samples, --no-trace, --cell-timeout."""
+    return [
+        click.option(
+            "-p",
+            "--parameter",
+            "parameters",
+            type=(str, str),
+            multiple=True,
+            metavar="NAME VALUE",
+            help=f"{prefix}Set a pipeline parameter's default (a YAML scalar).",
+        ),
+        click.option(
+            "-f",
+            "--parameters",
+            "parameters_file",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help=f"{prefix}YAML file of pipeline parameter defaults.",
+        ),
+        click.option(
+            "--sample-params",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help=f"{prefix}YAML file of parameter values for the dry run only.",
+        ),
+        click.option(
+            "--no-trace",
+            is_flag=True,
+            help=f"{prefix}Do not run the notebook: compile from static analysis alone.",
+        ),
+        click.option(
+            "--cell-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            help=f"{prefix}Seconds a dry-run cell may take.",
+        ),
+    ]
+
+
+def _apply(options: list[Callable[..., Any]]) -> Callable[..., Any]:
+    """Apply click decorators in their listed order (the first is the first in --help)."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
 def _compile_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by `compile` and `run`."""
     options = [
@@ -38,37 +86,7 @@ def _compile_options(function: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Where to write the pipeline.",
         ),
-        click.option(
-            "-p",
-            "--parameter",
-            "parameters",
-            type=(str, str),
-            multiple=True,
-            metavar="NAME VALUE",
-            help="Set a pipeline parameter's default (a YAML scalar).",
-        ),
-        click.option(
-            "-f",
-            "--parameters",
-            "parameters_file",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="YAML file of pipeline parameter defaults.",
-        ),
-        click.option(
-            "--sample-params",
-            type=click.Path(exists=True, dir_okay=False, path_type=Path),
-            help="YAML file of parameter values for the dry run only.",
-        ),
-        click.option(
-            "--no-trace",
-            is_flag=True,
-            help="Do not run the notebook: compile from static analysis alone.",
-        ),
-        click.option(
-            "--cell-timeout",
-            type=click.FloatRange(min=0, min_open=True),
-            help="Seconds a dry-run cell may take.",
-        ),
+        *_trace_options(),
         click.option("--base-image", help="Container image for every step."),
         click.option(
             "--no-install",
@@ -83,9 +101,7 @@ def _compile_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option("--debug", is_flag=True, help="Show Python tracebacks of errors."),
     ]
-    for option in reversed(options):
-        function = option(function)
-    return function
+    return _apply(options)(function)
 
 
 def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -225,9 +241,7 @@ def _cluster_options(function: Callable[..., Any]) -> Callable[..., Any]:
             raise click.UsageError(f"{used} need --kfp-host (without it the run is local)")
         return function(cluster=cluster if host else None, **kwargs)
 
-    for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
+    return _apply(options)(wrapper)
 
 
 @main.command("run")
@@ -293,33 +307,7 @@ _REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".json": "json
     metavar="OLD.json",
     help="An older dataflow.json: report what changed since it.",
 )
-@click.option(
-    "-p",
-    "--parameter",
-    "parameters",
-    type=(str, str),
-    multiple=True,
-    metavar="NAME VALUE",
-    help="Notebook only: set a pipeline parameter's default (a YAML scalar).",
-)
-@click.option(
-    "-f",
-    "--parameters",
-    "parameters_file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Notebook only: YAML file of pipeline parameter defaults.",
-)
-@click.option(
-    "--sample-params",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Notebook only: YAML file of parameter values for the dry run only.",
-)
-@click.option("--no-trace", is_flag=True, help="Notebook only: static analysis, no dry run.")
-@click.option(
-    "--cell-timeout",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Notebook only: seconds a dry-run cell may take.",
-)
+@_apply(_trace_options("Notebook only: "))
 @click.option("--debug", is_flag=True, help="Show Python tracebacks of errors.")
 def report_command(source: Path, **kwargs: Any) -> None:
     """Write the type report of SOURCE (a notebook, traced first, or a dataflow.json)."""

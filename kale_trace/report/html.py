@@ -26,13 +26,7 @@ def _environment() -> Environment:
         undefined=StrictUndefined,
         keep_trailing_newline=True,
     )
-    env.filters.update(
-        size=text.size,
-        seconds=text.seconds,
-        value=text.value,
-        shape=text.shape,
-        columns=text.columns,
-    )
+    env.filters.update(text.FILTERS)
     return env
 
 

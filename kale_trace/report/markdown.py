@@ -57,14 +57,7 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(
-        code=code,
-        size=text.size,
-        seconds=text.seconds,
-        value=text.value,
-        shape=text.shape,
-        columns=text.columns,
-    )
+    env.filters.update(text.FILTERS, code=code)
     return env
 
 

@@ -63,3 +63,7 @@ def columns(edge: Edge, limit: int | None = None) -> list[str]:
     if limit is not None and len(lines) > limit:
         lines = lines[:limit] + [f"+{len(lines) - limit} more"]
     return lines
+
+
+# Jinja2 filters every report format shares.
+FILTERS = {"size": size, "seconds": seconds, "value": value, "shape": shape, "columns": columns}
