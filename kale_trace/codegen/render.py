@@ -21,7 +21,13 @@ from kale_trace.codegen.literals import code_literal, identifier, value_literal
 from kale_trace.codegen.packages import pinned_requirements
 from kale_trace.codegen.step_settings import PipelineSettings, pipeline_settings, task_settings
 from kale_trace.errors import KaleTraceError
-from kale_trace.marshal import ARTIFACT_IO_SOURCE, Marshaller, choose_marshaller, parameter_type
+from kale_trace.marshal import (
+    ARTIFACT_IO_SOURCE,
+    FILE,
+    Marshaller,
+    choose_marshaller,
+    parameter_type,
+)
 from kale_trace.notebook.model import Cell
 from kale_trace.notebook.settings import check_image
 from kale_trace.tracer.dataflow import Dataflow, Flow, StepFlow
@@ -51,21 +57,6 @@ def _kale_load_optional(namespace, name, path):
         present, value = cloudpickle.load(file)
     if present:
         namespace[name] = value"""
-
-_FILES = """def _kale_keep_file(relative_path, artifact_path):
-    # A file the notebook wrote in its folder and a later step reads: it travels as an artifact.
-    import shutil
-
-    shutil.copyfile(relative_path, artifact_path)
-
-def _kale_restore_file(artifact_path, relative_path):
-    import os
-    import shutil
-
-    folder = os.path.dirname(relative_path)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    shutil.copyfile(artifact_path, relative_path)"""
 
 _JSON_PARAMETER = """def _kale_json_parameter(text):
     # None in the notebook: the parameter travels as JSON text, "null" being None.
@@ -208,31 +199,20 @@ def _file_name(path: str) -> str:
 
 
 def _input_names(item: Flow) -> tuple[str, str]:
-    if item.marshaller == "file":
+    if item.marshaller == FILE.name:
         return _file_name(item.variable), f"{_file_name(item.variable)}_from_{item.producer}"
     return identifier(item.variable), f"{item.variable}_from_{item.producer}"
 
 
 def _output_names(item: Flow) -> tuple[str, str]:
-    if item.marshaller == "file":
+    if item.marshaller == FILE.name:
         return _file_name(item.variable), f"{_file_name(item.variable)}_out"
     return identifier(item.variable), f"{item.variable}_out"
 
 
-_FILE_PORT = Marshaller(
-    name="file",
-    artifact="Artifact",
-    save_function="_kale_keep_file",
-    load_function="_kale_restore_file",
-    source=_FILES,
-    packages=(),
-    safe=True,  # copied byte for byte, never deserialised
-)
-
-
 def _port(flow: Flow, io_name: str) -> _Port:
-    if flow.marshaller == "file":
-        return _Port(flow, io_name, _FILE_PORT, None)
+    if flow.marshaller == FILE.name:
+        return _Port(flow, io_name, FILE, None)
     if flow.optional:
         return _Port(
             flow, io_name, choose_marshaller({"type": "unknown", "mro": [], "kind": "data"}), None
@@ -274,9 +254,9 @@ def _render_step(
             continue  # the same object as another input: re-bound below
         port = _port(item, io.take(*_input_names(item)))
         inputs.append((item, port))
-        if item.marshaller == "file":
+        if item.marshaller == FILE.name:
             signature.append(f"{port.io_name}: Input[Artifact]")
-            helpers["file"] = _FILES
+            helpers["file"] = FILE.source
             loads.append(f"_kale_restore_file({port.io_name}.path, {value_literal(item.variable)})")
         elif port.parameter:
             signature.append(f"{port.io_name}: {port.parameter}")
@@ -297,9 +277,9 @@ def _render_step(
     for item in step.outputs:
         port = _port(item, io.take(*_output_names(item)))
         outputs[(step.name, item.variable)] = port
-        if item.marshaller == "file":
+        if item.marshaller == FILE.name:
             signature.append(f"{port.io_name}: Output[Artifact]")
-            helpers["file"] = _FILES
+            helpers["file"] = FILE.source
             saves.append(f"_kale_keep_file({value_literal(item.variable)}, {port.io_name}.path)")
         elif port.parameter:
             signature.append(f"{port.io_name}: OutputPath({port.parameter})")

@@ -16,6 +16,7 @@ from kale_trace.marshal.sources import (
     ARROW_SOURCE,
     ARTIFACT_IO_SOURCE,
     CLOUDPICKLE_SOURCE,
+    FILE_SOURCE,
     JOBLIB_SOURCE,
     JSON_SOURCE,
     LIGHTGBM_SOURCE,
@@ -114,6 +115,12 @@ _FRAME_TYPES = {
 }
 _TABLE_TYPES = {"pyarrow.Table", "pyarrow.lib.Table"}
 _SPARSE_FORMATS = {"csr", "csc", "coo", "bsr", "dia"}  # what scipy.sparse.save_npz writes
+
+
+# Not chosen by type: the tracer gives files that cross steps this marshaller (PATTERNS 19).
+FILE = Marshaller(
+    "file", "Artifact", "_kale_keep_file", "_kale_restore_file", FILE_SOURCE, (), True
+)
 
 
 def all_marshallers() -> list[Marshaller]:

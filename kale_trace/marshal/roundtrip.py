@@ -30,6 +30,7 @@ from kale_trace.marshal import (
     ARROW,
     ARROW_PICKLED,
     ARTIFACT_IO_SOURCE,
+    FILE,
     PARAMETER,
     Marshaller,
     by_name,
@@ -242,7 +243,7 @@ def check_round_trips(
     groups: dict[tuple[str, str], list[Any]] = {}
     for step in flow.steps:
         for item in step.inputs:
-            if item.marshaller == "file" or item.alias_of:
+            if item.marshaller == FILE.name or item.alias_of:
                 continue  # a file copied byte for byte, or a name re-bound to another input
             if not item.optional and choose_marshaller(item.info) is not PARAMETER:
                 groups.setdefault((item.producer, item.variable), []).append(item)

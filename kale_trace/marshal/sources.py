@@ -508,3 +508,19 @@ def _kale_load_cloudpickle(data):
     import pickle
 
     return pickle.loads(data)"""
+
+# A file the notebook wrote in its folder and a later step reads: copied byte for byte.
+FILE_SOURCE = """def _kale_keep_file(relative_path, artifact_path):
+    # A file the notebook wrote in its folder and a later step reads: it travels as an artifact.
+    import shutil
+
+    shutil.copyfile(relative_path, artifact_path)
+
+def _kale_restore_file(artifact_path, relative_path):
+    import os
+    import shutil
+
+    folder = os.path.dirname(relative_path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    shutil.copyfile(artifact_path, relative_path)"""

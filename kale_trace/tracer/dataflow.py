@@ -16,7 +16,7 @@ import networkx as nx
 from kale_trace.cellcode import plain_python_lenient
 from kale_trace.errors import KaleTraceError
 from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun, Segment
-from kale_trace.marshal import choose_marshaller
+from kale_trace.marshal import FILE, choose_marshaller
 from kale_trace.notebook.model import CellRole, Notebook
 from kale_trace.tracer.ast_names import NameFacts, analyse
 from kale_trace.tracer.file_flows import file_flows
@@ -107,7 +107,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
             if flow.producer not in step.after and not nx.has_path(dag, flow.producer, step.name):
                 step.after.append(flow.producer)
                 dag.add_edge(flow.producer, step.name)
-                if flow.marshaller != "file" and (
+                if flow.marshaller != FILE.name and (
                     step.name != metrics_step or flow.variable not in step.metrics
                 ):
                     warnings.append(

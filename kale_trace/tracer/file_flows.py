@@ -7,10 +7,9 @@ import ast
 
 from kale_trace.cellcode import plain_python_lenient
 from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun
+from kale_trace.marshal import FILE
 from kale_trace.notebook.model import Cell
 from kale_trace.tracer.flows import Flow, StepFlow
-
-FILE_INFO_TYPE = "file"
 
 
 def file_flows(run: DryRun, steps: dict[str, StepFlow], warnings: list[dict[str, str]]) -> None:
@@ -49,10 +48,11 @@ def file_flows(run: DryRun, steps: dict[str, StepFlow], warnings: list[dict[str,
                 writer = last_writer.get(path)
                 if writer is None or writer[0] in (segment.step, PROLOGUE, PARAMETERS):
                     continue
-                if any(f.variable == path and f.marshaller == "file" for f in consumer.inputs):
+                if any(f.variable == path and f.marshaller == FILE.name for f in consumer.inputs):
                     continue
-                info = {"type": FILE_INFO_TYPE, "mro": [], "kind": "file", "size_bytes": writer[1]}
-                consumer.inputs.append(Flow(path, writer[0], consumer.name, info, "file", "trace"))
+                info = {"type": FILE.name, "mro": [], "kind": "file", "size_bytes": writer[1]}
+                flow = Flow(path, writer[0], consumer.name, info, FILE.name, "trace")
+                consumer.inputs.append(flow)
                 warnings.append(
                     {
                         "step": consumer.name,

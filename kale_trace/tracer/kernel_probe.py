@@ -16,6 +16,7 @@ import os
 import random
 import sys
 import types
+from collections.abc import Callable
 from typing import Any
 
 from kale_trace.tracer import file_watch, read_tracking
@@ -128,7 +129,7 @@ def probe(user_ns: dict[str, Any], out_path: str) -> None:
         elif digest != before[1]:
             report["mutated"].append(name)
     report["deleted"] = [name for name in _previous if name not in current]
-    groups = _alias_groups(current)
+    groups = _groups(current, _memory_root)
     written = set(report["mutated"]) | set(report["possibly_mutated"])
     for group in groups:
         if written & set(group):
@@ -136,7 +137,7 @@ def probe(user_ns: dict[str, Any], out_path: str) -> None:
                 if name not in written and name not in report["defined"] + report["rebound"]:
                     report["mutated"].append(name)
     report["aliases"] = groups
-    report["same_object"] = _same_object_groups(current)
+    report["same_object"] = _groups(current, _same_object)
     changed = {
         n for key in ("defined", "rebound", "mutated", "possibly_mutated") for n in report[key]
     }
@@ -161,24 +162,29 @@ def probe(user_ns: dict[str, Any], out_path: str) -> None:
         file.write(text)
 
 
-def _alias_groups(current: dict[str, tuple[int, str | None, Any]]) -> list[list[str]]:
-    """Names bound to one object, and numpy views with their base arrays."""
-    owner: dict[int, list[str]] = {}
-    for name, (_, _, value) in current.items():
-        root = value
-        while type(root).__name__ == "ndarray" and getattr(root, "base", None) is not None:
-            root = root.base
-        owner.setdefault(id(root), []).append(name)
-    return [sorted(names) for names in owner.values() if len(names) > 1]
-
-
-def _same_object_groups(current: dict[str, tuple[int, str | None, Any]]) -> list[list[str]]:
-    """Names bound to one and the same object (`b = a`): they travel as one value."""
+def _groups(
+    current: dict[str, tuple[int, str | None, Any]], key: Callable[[int, Any], int | None]
+) -> list[list[str]]:
+    """Names whose values share a key (None: in no group), as sorted groups of two or more."""
     owner: dict[int, list[str]] = {}
     for name, (ident, _, value) in current.items():
-        if type(value) not in _IMMUTABLE:  # equal small ints share an id; that is no alias
-            owner.setdefault(ident, []).append(name)
+        found = key(ident, value)
+        if found is not None:
+            owner.setdefault(found, []).append(name)
     return sorted(sorted(names) for names in owner.values() if len(names) > 1)
+
+
+def _memory_root(ident: int, value: Any) -> int:
+    """Names bound to one object, and numpy views with their base arrays, share a root."""
+    while type(value).__name__ == "ndarray" and getattr(value, "base", None) is not None:
+        value = value.base
+    return id(value)
+
+
+def _same_object(ident: int, value: Any) -> int | None:
+    """`b = a` binds one object twice: it travels as one value. Equal small ints and strings
+    share an id too; that is no alias."""
+    return None if type(value) in _IMMUTABLE else ident
 
 
 _IMMUTABLE = {int, float, complex, str, bytes, bool, type(None), tuple, frozenset, range}
