@@ -277,6 +277,10 @@ def run_command(notebook: Path, outdir: Path, debug: bool, cluster: Any, **kwarg
 
 
 def _report(flow: Any) -> None:
+    for note in flow.notebook.notes:
+        where = f"cell {note.cell}: " if note.cell is not None else ""
+        text = f"{'warning' if note.warning else 'note'}: {where}{note.message}"
+        _echo(click.style(text, fg="yellow") if note.warning else text)
     for step in flow.steps:
         inputs = ", ".join(f"{f.variable}<-{f.producer}" for f in step.inputs) or "-"
         _echo(f"step {step.display_name}: inputs {inputs}")

@@ -20,7 +20,7 @@ from kale_trace.executor.dryrun import DryRun, dry_run
 from kale_trace.executor.kernel import Kernel
 from kale_trace.marshal.roundtrip import check_round_trips
 from kale_trace.notebook.loader import load_notebook
-from kale_trace.notebook.model import CellRole, Notebook
+from kale_trace.notebook.model import Notebook
 from kale_trace.outputs import atomic_folder
 from kale_trace.report import write_reports
 from kale_trace.tracer.dataflow import Dataflow, build_dataflow
@@ -53,7 +53,8 @@ def trace_notebook(
 ) -> Dataflow:
     """Load and dry-run the notebook (or analyse it statically) into its dataflow."""
     notebook = load_notebook(path)
-    progress(f"notebook {path.name}: {len(notebook.steps)} steps")
+    count = len(notebook.steps)
+    progress(f"notebook {path.name}: {count} step{'s' if count != 1 else ''}")
     _check_cells_compile(notebook)
     if options.trace:
         checked: list[Dataflow] = []
@@ -81,8 +82,6 @@ def trace_notebook(
 def _check_cells_compile(notebook: Notebook) -> None:
     """Refuse cells a step cannot run (`!wget`, `%cd`) before the dry run runs any of them."""
     for cell in notebook.cells:
-        if cell.role in (CellRole.SKIP, CellRole.INJECTED):
-            continue
         try:
             plain_python(cell.source)
         except KaleTraceError as error:

@@ -56,6 +56,10 @@ def to_dict(flow: Dataflow) -> dict[str, Any]:
             for step in flow.steps
         ],
         "warnings": flow.warnings,
+        "notes": [
+            {"cell": n.cell, "message": n.message, "warning": n.warning}
+            for n in flow.notebook.notes
+        ],
     }
 
 

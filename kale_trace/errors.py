@@ -5,6 +5,18 @@ The CLI turns it into a message and exit code 1; anything else is a bug in kale-
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+
+def display_path(path: str | Path) -> str:
+    """A path as the user should read it: relative to where the command runs, if inside."""
+    try:
+        relative = os.path.relpath(Path(path).resolve(), Path.cwd())
+    except (OSError, ValueError):
+        return str(path)
+    return relative if not relative.startswith("..") else str(Path(path).resolve())
+
 
 class KaleTraceError(Exception):
     """A problem the user can fix, located as precisely as we can.
@@ -44,7 +56,7 @@ class KaleTraceError(Exception):
         """The full human message: where, what, the fix, and any captured details."""
         where = []
         if self.notebook:
-            where.append(self.notebook)
+            where.append(display_path(self.notebook))
         if self.cell is not None:
             first = (self.cell_source or "").strip().splitlines()
             snippet = f" ({first[0][:60]!r})" if first else ""

@@ -57,16 +57,6 @@ CASES = {
         lambda t: _nb(t, [(["step:a", "prev:b"], "x = 1"), (["step:b", "prev:a"], "y = 2")]),
         [], ["cycle"], None,
     ),
-    "two parameters cells": (
-        lambda t: _nb(t, [("parameters", "a = 1"), ("parameters", "b = 2"), *OK]), [], ["two"],
-        "cell 1",
-    ),
-    "parameters cell with code": (
-        lambda t: _nb(t, [("parameters", "a = 1\nprint(a)"), *OK]), [], ["only assign"], "cell 0",
-    ),
-    "a parameter name KFP refuses": (
-        lambda t: _nb(t, [("parameters", "_rows = 1"), *OK]), [], ["'_rows'"], "cell 0",
-    ),
     "parameters file not YAML": (
         lambda t: _nb(t, [("parameters", "a = 1"), *OK]), ["-f", "{bad"], ["YAML"], None,
     ),

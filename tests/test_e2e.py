@@ -154,7 +154,7 @@ def test_hostile_names_and_values_cannot_inject_code(tmp_path, compile_nb):
     tree = ast.parse(source)
     pipeline = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "pipeline")
     defaults = [ast.literal_eval(d) for d in pipeline.args.defaults]
-    assert defaults == [hostile, ['a"', "b'''"]]
+    assert defaults == [hostile, json.dumps(['a"', "b'''"])]  # a list travels as JSON text
     assert [n.name for n in tree.body if isinstance(n, ast.FunctionDef)] == [
         "load_x", "use", "pipeline",
     ]  # fmt: skip

@@ -72,8 +72,8 @@ def test_every_kind_of_parameter_compiles_with_the_notebook_or_override_default(
         "ratio": "NUMBER_DOUBLE",
         "name": "STRING",
         "verbose": "BOOLEAN",
-        "layers": "LIST",
-        "config": "STRUCT",
+        "layers": "STRING",  # lists and dicts travel as JSON text, exactly (ints stay ints)
+        "config": "STRING",
         "offset": "NUMBER_INTEGER",
         "seed": "STRING",  # None in the notebook: JSON text, "null" by default
         "threshold": "NUMBER_DOUBLE",  # None in the notebook, typed by its override
@@ -84,8 +84,8 @@ def test_every_kind_of_parameter_compiles_with_the_notebook_or_override_default(
         "ratio": 0.001,  # -p ratio 1e-3: a float, although YAML 1.1 reads it as text
         "name": "iris",
         "verbose": True,  # -f
-        "layers": [8, 4],  # -f
-        "config": {"lr": 0.01, "tags": ["a"]},
+        "layers": "[8, 4]",  # -f
+        "config": '{"lr": 0.01, "tags": ["a"]}',
         "offset": -7,  # -p offset -7
         "seed": "null",
         "threshold": 0.5,
@@ -106,9 +106,14 @@ def test_optional_parameter_decodes_its_json_text():
     namespace: dict[str, Any] = {}
     exec(_JSON_PARAMETER, namespace)
     decode = namespace["_kale_json_parameter"]
-    assert decode("null") is None
-    assert decode("42") == 42 and decode("[1, 2]") == [1, 2] and decode('"x"') == "x"
-    assert decode("plain text") == "plain text"
+    assert decode("p", "null", None) is None
+    assert decode("p", "42", None) == 42 and decode("p", '"x"', None) == "x"
+    assert decode("p", "plain text", None) == "plain text"
+    assert decode("p", "[1, 2]", "list") == [1, 2]
+    assert type(decode("p", "[1, 2]", "list")[0]) is int
+    assert decode("p", str(2**60), "int") == 2**60
+    with pytest.raises(SystemExit, match="must be a JSON list"):
+        decode("p", '{"a": 1}', "list")
 
 
 def test_compiled_component_reads_an_optional_parameter_through_the_decoder(
@@ -116,7 +121,8 @@ def test_compiled_component_reads_an_optional_parameter_through_the_decoder(
 ):
     source = compile_nb(parameters_notebook, trace=False).python_path.read_text(encoding="utf-8")
     assert 'seed: str = "null"' in source
-    assert '_kale_ns["seed"] = _kale_json_parameter(seed)' in source.replace("'", '"')
+    assert '_kale_ns["seed"] = _kale_json_parameter("seed", seed, None)' in source.replace("'", '"')
+    assert '_kale_json_parameter("layers", layers, "list")' in source.replace("'", '"')
     assert '_kale_ns["rows"] = rows' in source.replace("'", '"')
 
 

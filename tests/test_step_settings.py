@@ -169,7 +169,30 @@ def test_bad_step_settings_name_notebook_cell_and_fix(notebook, tag, words):
 @pytest.mark.parametrize(
     ("metadata", "words"),
     [
-        ({"volumes": [{"type": "clone", "name": "a", "mount_point": "/a"}]}, "type 'clone'"),
+        ({"volumes": [{"type": "nfs", "name": "a", "mount_point": "/a"}]}, "type 'nfs'"),
+        (
+            {
+                "volumes": [
+                    {
+                        "type": "new_pvc",
+                        "name": "a",
+                        "mount_point": "/a",
+                        "size": 1,
+                        "size_type": "Gi",
+                        "volume_access_mode": ["rwo"],
+                    }
+                ]
+            },
+            "volume_access_mode",
+        ),
+        (
+            {"volumes": [{"type": "pvc", "name": "a\n", "mount_point": "/a"}]},
+            "PersistentVolumeClaim name",
+        ),
+        ({"pipeline_description": 42}, "not a string"),
+        ({"experiment_name": ["x"]}, "not a string"),
+        ({"timeout": "soon"}, "timeout"),
+        ({"security_context": {"runAsUser": "root"}}, "security_context"),
         (
             {"volumes": [{"type": "pvc", "name": "Bad Name", "mount_point": "/a"}]},
             "PersistentVolumeClaim name",

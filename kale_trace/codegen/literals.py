@@ -7,7 +7,11 @@ inject code into the pipeline module. Each literal is checked by parsing it back
 from __future__ import annotations
 
 import ast
+import builtins
 import keyword
+import re
+import unicodedata
+from collections.abc import Iterable
 from typing import Any
 
 _SAFE_CONTROLS = {"\n", "\t"}
@@ -54,3 +58,39 @@ def identifier(name: str) -> str:
 
 
 _KEYWORDS = set(keyword.kwlist)
+
+
+# Names a component's arguments must not take: the emitted helpers call the builtins, so an
+# argument named `open` or `compile` would break them (a notebook may name a value so).
+BUILTIN_NAMES = frozenset(dir(builtins))
+
+
+def port_name(name: str, prefix: str = "v") -> str:
+    """A name KFP accepts for a port or parameter, and Python for an argument: an ASCII
+    letter first, then letters, digits and `_` (`_private` → `v_private`, `λ` → `v_l`...).
+
+    KFP refuses other names, and a notebook may bind any (`données`, `globals()['a b']`).
+    """
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name) and not keyword.iskeyword(name):
+        return name
+    ascii_text = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    text = re.sub(r"[^A-Za-z0-9_]+", "_", ascii_text).strip("_")
+    if not text[:1].isalpha():
+        text = f"{prefix}_{text}" if text else prefix
+    if keyword.iskeyword(text):
+        text = f"{text}_"
+    return text
+
+
+def parameter_names(names: Iterable[str], taken: Iterable[str] = ()) -> dict[str, str]:
+    """The pipeline's name for each notebook parameter: the notebook's where KFP allows it."""
+    used = set(taken)
+    chosen: dict[str, str] = {}
+    for name in names:
+        base = port_name(name, "p")
+        candidate, number = base, 2
+        while candidate in used:
+            candidate, number = f"{base}_{number}", number + 1
+        used.add(candidate)
+        chosen[name] = candidate
+    return chosen

@@ -6,6 +6,7 @@ module's structure is fixed by the template and nothing from the notebook can ch
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from kale_trace.cellcode import plain_python
 from kale_trace.codegen.emitted import select_definitions
 from kale_trace.codegen.formatting import format_python
-from kale_trace.codegen.literals import code_literal, identifier, value_literal
+from kale_trace.codegen.literals import (
+    BUILTIN_NAMES,
+    code_literal,
+    parameter_names,
+    port_name,
+    value_literal,
+)
 from kale_trace.codegen.packages import pinned_requirements
 from kale_trace.codegen.step_settings import PipelineSettings, pipeline_settings, task_settings
 from kale_trace.errors import KaleTraceError
@@ -58,14 +65,17 @@ def _kale_load_optional(namespace, name, path):
     if present:
         namespace[name] = value"""
 
-_JSON_PARAMETER = """def _kale_json_parameter(text):
-    # None in the notebook: the parameter travels as JSON text, "null" being None.
+_JSON_PARAMETER = """def _kale_json_parameter(name, text, kind):
+    # Lists, dicts, big ints and None travel as JSON text, exactly ("null" is None).
     import json
 
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except ValueError:
-        return text"""
+        value = text  # None in the notebook: text that is not JSON stays text
+    if kind is not None and type(value).__name__ != kind:
+        raise SystemExit(f"pipeline parameter {name!r} must be a JSON {kind}, got {text!r}")
+    return value"""
 
 _LOG_METRICS = """def _kale_log_metrics(metrics, namespace, names):
     # pipeline-metrics: every numeric value becomes a KFP metric of this step.
@@ -105,6 +115,27 @@ class _Names:
         return f"{base}_{number}"
 
 
+@dataclass(frozen=True)
+class _ModuleNames:
+    """Every module-level name of the generated pipeline, chosen once."""
+
+    module: _Names  # allocator for further module-level names (volumes, kubernetes)
+    parameters: dict[str, str]  # notebook parameter -> the pipeline's parameter name
+    functions: dict[str, str]  # step -> component function
+    tasks: dict[str, str]  # step -> task variable in the pipeline function
+    pipeline: str
+
+
+def module_names(flow: Dataflow) -> _ModuleNames:
+    """Names for the pipeline's parameters, components, tasks and the pipeline function."""
+    parameters = parameter_names([p.name for p in flow.parameters], _MODULE_NAMES)
+    taken = _Names(set(_MODULE_NAMES) | set(parameters.values()))
+    functions = {s.name: taken.take(s.name, f"{s.name}_step") for s in flow.steps}
+    tasks = {s.name: taken.take(f"{s.name}_task") for s in flow.steps}
+    pipeline = taken.take("pipeline", port_name(f"{flow.pipeline.replace('-', '_')}_pipeline"))
+    return _ModuleNames(taken, parameters, functions, tasks, pipeline)
+
+
 def render_pipeline(
     flow: Dataflow,
     *,
@@ -129,31 +160,28 @@ def render_pipeline(
         autoescape=False,  # Python, not HTML: every value is a checked literal instead
     )
     notebook_name = flow.notebook.path.name
-    module_names = _Names(set(_MODULE_NAMES) | {p.name for p in flow.parameters})
-    functions = {s.name: module_names.take(s.name, f"{s.name}_step") for s in flow.steps}
-    tasks = {s.name: module_names.take(f"{s.name}_task") for s in flow.steps}
-    pipeline_function = module_names.take(
-        "pipeline", f"{identifier(flow.pipeline.replace('-', '_'))}_pipeline"
-    )
-
+    names = module_names(flow)
     outputs: dict[tuple[str, str], _Port] = {}
     rendered_steps = []
     for step in flow.steps:
-        rendered = _render_step(step, flow, functions[step.name], outputs, local)
+        rendered = _render_step(step, flow, names, outputs, local)
         if not local and (not install or requirements is not None):
             rendered["packages"] = [value_literal(r) for r in requirements or ()] if install else []
         rendered_steps.append(rendered)
-    shared = pipeline_settings(flow.notebook, module_names.take, local=local)
-    task_blocks = [_task(step, flow, functions, tasks, outputs, shared) for step in flow.steps]
-    metadata = flow.notebook.metadata
+    shared = pipeline_settings(flow.notebook, names.module.take, local=local)
+    task_blocks = [
+        _task(step, flow, names, rendered["arguments"], shared)
+        for step, rendered in zip(flow.steps, rendered_steps, strict=True)
+    ]
+    config = flow.notebook.config
     if base_image:
         check_image(base_image, "--base-image")
-    image = base_image or metadata.get("base_image") or metadata.get("docker_image")
+    image = base_image or config.base_image
     image = image or f"python:{sys.version_info.major}.{sys.version_info.minor}"
     source = env.get_template("pipeline.py.j2").render(
         pipeline_name_literal=value_literal(flow.pipeline),
         description_literal=value_literal(
-            metadata.get("pipeline_description") or f"Compiled by kale-trace from {notebook_name}"
+            config.description or f"Compiled by kale-trace from {notebook_name}"
         ),
         pipeline_name_text=_comment_safe(flow.pipeline),
         notebook_name=_comment_safe(notebook_name),
@@ -161,10 +189,13 @@ def render_pipeline(
         base_image=value_literal(image),
         local=local,
         prologue=[_cell(c, notebook_name, None) for c in flow.prologue],
+        parameter_cells=[_cell(c, notebook_name, None) for c in flow.notebook.parameter_cells]
+        if flow.notebook.parameters_code
+        else [],
         steps=rendered_steps,
-        pipeline_function=pipeline_function,
+        pipeline_function=names.pipeline,
         parameters=[
-            f"{identifier(p.name)}: {p.type} = {value_literal(p.kfp_default)}"
+            f"{names.parameters[p.name]}: {p.kfp_type} = {value_literal(p.kfp_default)}"
             for p in flow.parameters
         ],
         kubernetes=shared.kubernetes,
@@ -199,15 +230,13 @@ def _file_name(path: str) -> str:
 
 
 def _input_names(item: Flow) -> tuple[str, str]:
-    if item.marshaller == FILE.name:
-        return _file_name(item.variable), f"{_file_name(item.variable)}_from_{item.producer}"
-    return identifier(item.variable), f"{item.variable}_from_{item.producer}"
+    base = _file_name(item.variable) if item.marshaller == FILE.name else port_name(item.variable)
+    return base, f"{base}_from_{item.producer}"
 
 
 def _output_names(item: Flow) -> tuple[str, str]:
-    if item.marshaller == FILE.name:
-        return _file_name(item.variable), f"{_file_name(item.variable)}_out"
-    return identifier(item.variable), f"{item.variable}_out"
+    base = _file_name(item.variable) if item.marshaller == FILE.name else port_name(item.variable)
+    return base, f"{base}_out"
 
 
 def _port(flow: Flow, io_name: str) -> _Port:
@@ -225,12 +254,14 @@ def _port(flow: Flow, io_name: str) -> _Port:
 def _render_step(
     step: StepFlow,
     flow: Dataflow,
-    function: str,
+    names: _ModuleNames,
     outputs: dict[tuple[str, str], _Port],
     local: bool,
 ) -> dict[str, Any]:
     notebook_name = flow.notebook.path.name
-    io = _Names(set(_BODY_NAMES))
+    function = names.functions[step.name]
+    io = _Names(set(_BODY_NAMES) | BUILTIN_NAMES)
+    arguments: list[str] = []  # the task's call: io name = pipeline parameter or output
     signature: list[str] = []
     loads: list[str] = []
     saves: list[str] = []
@@ -238,14 +269,18 @@ def _render_step(
     # Marshallers' sources by save function, and the functions this component calls.
     marshal_sources: dict[str, str] = {}
     entries: set[str] = set()
-    param_types = {p.name: p.type for p in flow.parameters}
-    optional = {p.name for p in flow.parameters if p.optional}
+    parameters = {p.name: p for p in flow.parameters}
     for name in step.parameters:
-        io_name = io.take(identifier(name), f"{name}_param")
-        signature.append(f"{io_name}: {param_types[name]}")
-        if name in optional:
+        io_name = io.take(port_name(name, "p"), port_name(f"{name}_param", "p"))
+        parameter = parameters[name]
+        signature.append(f"{io_name}: {parameter.kfp_type}")
+        arguments.append(f"{io_name}={names.parameters[name]}")
+        if parameter.json_text:
             helpers["json_parameter"] = _JSON_PARAMETER
-            loads.append(f"_kale_ns[{name!r}] = _kale_json_parameter({io_name})")
+            kind = None if parameter.optional else parameter.type
+            loads.append(
+                f"_kale_ns[{name!r}] = _kale_json_parameter({name!r}, {io_name}, {kind!r})"
+            )
         else:
             loads.append(f"_kale_ns[{name!r}] = {io_name}")
     inputs: list[tuple[Flow, _Port]] = []
@@ -254,6 +289,8 @@ def _render_step(
             continue  # the same object as another input: re-bound below
         port = _port(item, io.take(*_input_names(item)))
         inputs.append((item, port))
+        source = outputs[(item.producer, item.variable)].io_name
+        arguments.append(f"{port.io_name}={names.tasks[item.producer]}.outputs[{source!r}]")
         if item.marshaller == FILE.name:
             signature.append(f"{port.io_name}: Input[Artifact]")
             helpers["file"] = FILE.source
@@ -349,31 +386,19 @@ def _render_step(
         "reemit": reemit,
         "cells": [_cell(c, notebook_name, step.name) for c in step.cells],
         "saves": saves,
+        "arguments": arguments,
     }
 
 
 def _task(
     step: StepFlow,
     flow: Dataflow,
-    functions: dict[str, str],
-    tasks: dict[str, str],
-    outputs: dict[tuple[str, str], _Port],
+    names: _ModuleNames,
+    arguments: list[str],
     shared: PipelineSettings,
 ) -> dict[str, Any]:
-    # Argument names must match the component's signature: re-derive them the same way.
-    io = _Names(set(_BODY_NAMES))
-    arguments = []
-    for name in step.parameters:
-        io_name = io.take(name, f"{name}_param")
-        arguments.append(f"{io_name}={name}")
-    producers = set()
-    for item in step.inputs:
-        if item.alias_of:
-            continue
-        io_name = io.take(*_input_names(item))
-        port = outputs[(item.producer, item.variable)]
-        arguments.append(f"{io_name}={tasks[item.producer]}.outputs[{port.io_name!r}]")
-        producers.add(item.producer)
+    tasks = names.tasks
+    producers = {item.producer for item in step.inputs if not item.alias_of}
     extras = []
     order_only = [name for name in step.after if name not in producers]
     if order_only:
@@ -381,8 +406,19 @@ def _task(
     extras.extend(task_settings(tasks[step.name], flow.notebook.step(step.name).settings, shared))
     return {
         "variable": tasks[step.name],
-        "function": functions[step.name],
+        "function": names.functions[step.name],
         "arguments": arguments,
         "display_literal": value_literal(step.display_name),
         "extras": extras,
     }
+
+
+def pipeline_arguments(flow: Dataflow, values: dict[str, Any]) -> dict[str, Any]:
+    """Run arguments by notebook parameter name, as the pipeline function takes them."""
+    names = module_names(flow).parameters
+    parameters = {p.name: p for p in flow.parameters}
+    arguments = {}
+    for name, value in values.items():
+        text = parameters[name].json_text and not isinstance(value, str)
+        arguments[names[name]] = json.dumps(value) if text else value
+    return arguments

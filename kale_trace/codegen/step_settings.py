@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 
 from kale_trace.codegen.literals import value_literal
 from kale_trace.notebook.model import Notebook, StepSettings
-from kale_trace.notebook.settings import parse_secret, parse_volumes
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,9 @@ class PipelineSettings:
     mounts: list[tuple[str, str]] = field(default_factory=list)  # (pvc name expr, mount path)
     cache_default: bool | None = None  # False when kubeflow_notebook.enable_caching is false
     local: bool = False  # rendering for kfp.local: caching and retries only
+    env: list[tuple[str, str]] = field(default_factory=list)  # volumes exposed as env vars
+    timeout: int | None = None  # kubeflow_notebook.timeout, on every step
+    security_context: tuple[tuple[str, int | bool], ...] = ()
 
 
 def pipeline_settings(
@@ -36,13 +38,16 @@ def pipeline_settings(
 ) -> PipelineSettings:
     """Shared settings; `take_name(preferred, *fallbacks)` allocates module-level names."""
     # Like Kale, the notebook-wide switch only matters when it turns caching off.
-    cache_default = False if notebook.metadata.get("enable_caching") is False else None
+    config = notebook.config
+    cache_default = False if config.enable_caching is False else None
     if local:
         return PipelineSettings(kubernetes=None, cache_default=cache_default, local=True)
-    volumes = parse_volumes(notebook.metadata, str(notebook.path))
-    needs_kubernetes = bool(volumes) or any(
-        s.settings.labels or s.settings.annotations or s.settings.secrets for s in notebook.steps
-    )
+    volumes = config.volumes
+    needs_kubernetes = (
+        bool(volumes or config.timeout or config.security_context)
+        or any(s.settings.labels or s.settings.annotations or s.settings.secrets
+               for s in notebook.steps)
+    )  # fmt: skip
     k8s = take_name("kubernetes", "kfp_kubernetes") if needs_kubernetes else None
     setup: list[str] = []
     mounts: list[tuple[str, str]] = []
@@ -58,6 +63,8 @@ def pipeline_settings(
         ]
         if volume.storage_class:
             arguments.append(f"storage_class_name={value_literal(volume.storage_class)}")
+        if volume.annotations:
+            arguments.append(f"annotations={value_literal(dict(volume.annotations))}")
         setup.append(f"{variable} = {k8s}.CreatePVC({', '.join(arguments)})")
         setup.append(
             f"{variable}.set_display_name({value_literal('create volume ' + volume.name)})"
@@ -65,7 +72,11 @@ def pipeline_settings(
         # A cached CreatePVC would hand this run the claim of an earlier one.
         setup.append(f"{variable}.set_caching_options(False)")
         mounts.append((f"{variable}.outputs['name']", value_literal(volume.mount_path)))
-    return PipelineSettings(k8s, setup, mounts, cache_default)
+    env = [(v.env_var, v.mount_path) for v in volumes if v.env_var]
+    return PipelineSettings(
+        k8s, setup, mounts, cache_default, env=env, timeout=config.timeout,
+        security_context=config.security_context,
+    )  # fmt: skip
 
 
 def task_settings(task: str, settings: StepSettings, shared: PipelineSettings) -> list[str]:
@@ -96,8 +107,7 @@ def task_settings(task: str, settings: StepSettings, shared: PipelineSettings) -
         lines.append(
             f"{k8s}.add_pod_annotation({task}, {value_literal(key)}, {value_literal(value)})"
         )
-    for raw in settings.secrets:
-        secret = parse_secret(raw)
+    for secret in settings.secrets:
         if secret.env is not None:
             lines.append(
                 f"{k8s}.use_secret_as_env({task}, secret_name={value_literal(secret.name)}, "
@@ -110,6 +120,13 @@ def task_settings(task: str, settings: StepSettings, shared: PipelineSettings) -
             )
     for pvc, mount_path in shared.mounts:
         lines.append(f"{k8s}.mount_pvc({task}, pvc_name={pvc}, mount_path={mount_path})")
+    for name, path in shared.env:
+        lines.append(f"{task}.set_env_variable({value_literal(name)}, {value_literal(path)})")
+    if shared.timeout:
+        lines.append(f"{k8s}.set_timeout({task}, {value_literal(shared.timeout)})")
+    if shared.security_context:
+        fields = ", ".join(f"{k}={value_literal(v)}" for k, v in shared.security_context)
+        lines.append(f"{k8s}.set_security_context({task}, {fields})")
     return lines
 
 

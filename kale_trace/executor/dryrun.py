@@ -1,12 +1,13 @@
-"""Run the pipeline's cells once, in notebook order, probing the namespace after each step.
+"""Run the pipeline's cells once, in Kale's order, probing the namespace after each segment.
 
 The result is facts, not guesses: what each step defined, rebound, mutated and deleted, with
-the real types and sizes of the values, plus the parameters it ran with.
+the real types and sizes of the values, plus the parameters it ran with. The order is the
+pipeline's (`Notebook.plan`): prologue, parameters (then the injected values), the steps'
+cells in notebook order, the metrics last.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import tempfile
 import time
@@ -23,15 +24,13 @@ from kale_trace.executor.parameters import (
     check_known,
     coerce,
     injection_source,
-    kfp_type,
-    parameter_names,
     resolve_cli_text,
+    type_of,
 )
-from kale_trace.notebook.model import Cell, CellRole, Notebook
+from kale_trace.notebook.model import PARAMETERS, PROLOGUE, Cell, Notebook, ParameterSpec
 from kale_trace.tracer.read_tracking import needs_tracking
 
-PROLOGUE = "(imports and functions)"
-PARAMETERS = "(parameters)"
+__all__ = ["PARAMETERS", "PROLOGUE", "DryRun", "Segment", "dry_run", "resolve_parameters"]
 
 
 @dataclass
@@ -57,61 +56,42 @@ Progress = Callable[[str], None]
 
 
 def segments_of(notebook: Notebook) -> list[Segment]:
-    """Group the cells that run into segments, in notebook order."""
-    last_step = notebook.steps[-1].name if notebook.steps else None
-    segments: list[Segment] = []
-    for cell in notebook.cells:
-        if cell.role in (CellRole.SKIP, CellRole.INJECTED):
-            continue
-        if cell.role in (CellRole.IMPORTS, CellRole.FUNCTIONS):
-            owner = PROLOGUE
-        elif cell.role is CellRole.PARAMETERS:
-            owner = PARAMETERS
-        elif cell.role is CellRole.METRICS:
-            owner = last_step or PROLOGUE  # metrics are reported by the last step
-        else:
-            owner = cell.step or PROLOGUE
-        if segments and segments[-1].step == owner and owner != PARAMETERS:
-            segments[-1].cells.append(cell)
-        else:
-            segments.append(Segment(owner, [cell]))
-    return segments
+    """The notebook's plan as segments to run and probe."""
+    return [Segment(s.owner, list(s.cells)) for s in notebook.plan]
 
 
 def resolve_parameters(
-    notebook: Notebook,
-    defaults: dict[str, Any],
-    overrides: dict[str, Any],
-    samples: dict[str, Any],
+    notebook: Notebook, overrides: dict[str, Any], samples: dict[str, Any]
 ) -> list[Parameter]:
     """Typed parameters: defaults from the notebook (or -p), samples for the dry run only."""
-    names = list(defaults)
+    names = [spec.name for spec in notebook.parameters]
     where: dict[str, Any] = {"notebook": str(notebook.path)}
-    cell = notebook.parameters_cell
-    if cell is not None:
-        where.update(cell=cell.index, cell_source=cell.source)
+    cells = notebook.parameter_cells
+    if cells:
+        where.update(cell=cells[0].index, cell_source=cells[0].source)
     try:
-        check_known(overrides, names, "-p/--parameters")
-        check_known(samples, names, "--sample-params")
-        return [_parameter(name, defaults[name], overrides, samples) for name in names]
+        check_known(overrides, names, "-p/--parameters", bool(cells))
+        check_known(samples, names, "--sample-params", bool(cells))
+        return [_parameter(spec, overrides, samples) for spec in notebook.parameters]
     except KaleTraceError as error:
         raise error.located(**where) from None
 
 
 def _parameter(
-    name: str, value: Any, overrides: dict[str, Any], samples: dict[str, Any]
+    spec: ParameterSpec, overrides: dict[str, Any], samples: dict[str, Any]
 ) -> Parameter:
     """One typed parameter; None in the notebook is typed by an override or made optional."""
-    default = resolve_cli_text(overrides.get(name, value), None) if value is None else value
+    name, value = spec.name, spec.default
+    default = resolve_cli_text(overrides.get(name), None) if value is None else value
     if value is not None or default is not None:
-        kind = kfp_type(name, default)
+        kind = type_of(name, default)
         default = coerce(name, kind, overrides.get(name, default), "-p/--parameters")
         sample = coerce(name, kind, samples.get(name, default), "--sample-params")
         return Parameter(name, kind, default, sample)
     # None and no value given: a JSON-text str parameter (executor/parameters.py's doc).
     sample = resolve_cli_text(samples.get(name), None)
     if sample is not None:
-        kfp_type(name, sample)  # the dry run may use any value a parameter can hold
+        type_of(name, sample)  # the dry run may use any value a parameter can hold
     return Parameter(name, "str", None, sample, optional=True)
 
 
@@ -124,17 +104,15 @@ def dry_run(
     progress: Progress = lambda _: None,
     before_close: Callable[[Kernel, DryRun], None] | None = None,
 ) -> DryRun:
-    """Execute the notebook's pipeline cells once in a fresh kernel and probe every step.
+    """Execute the notebook's pipeline cells once in a fresh kernel and probe every segment.
 
     `before_close` runs after the last probe while the kernel still holds every value (the
     compiler's marshalling round-trip check).
     """
-    overrides = overrides or {}
-    samples = samples or {}
+    parameters = resolve_parameters(notebook, overrides or {}, samples or {})
+    given = (overrides or {}).keys() | (samples or {}).keys()
+    injected = {p.name: p.sample for p in parameters if p.name in given}
     segments = segments_of(notebook)
-    parameters: list[Parameter] = []
-    if notebook.parameters_cell is None:
-        check_known({**overrides, **samples}, [], "-p/--sample-params")
     with tempfile.TemporaryDirectory(prefix="kale-trace-probe-") as tmp:
         with Kernel(notebook.path, cell_timeout=cell_timeout) as kernel:
             track = any(
@@ -144,25 +122,11 @@ def dry_run(
             )
             baseline = _baseline_probe(kernel, Path(tmp) / "baseline.json", track_reads=track)
             files = [Path(tmp) / f"probe-{i}.json" for i in range(len(segments))]
-            plan = _probe_plan(segments, files, injects=bool(overrides or samples))
+            plan = _probe_plan(segments, files, injects=bool(injected))
             kernel.run_silent(f"{_MODULE}.arm(get_ipython(), {plan!r})")
             for segment in segments:
                 progress(f"dry run: {segment.step}")
-                started = time.perf_counter()
-                for cell in segment.cells:
-                    try:
-                        kernel.run_cell(cell.source, index=cell.index, tags=cell.tags)
-                    except KaleTraceError as error:
-                        step = segment.step if segment.step not in (PROLOGUE, PARAMETERS) else None
-                        raise error.located(notebook=str(notebook.path), step=step) from None
-                    if cell.role is CellRole.PARAMETERS:
-                        defaults = _read_values(kernel, parameter_names(cell.source), cell)
-                        parameters = resolve_parameters(notebook, defaults, overrides, samples)
-                        given = overrides.keys() | samples.keys()
-                        injected = {p.name: p.sample for p in parameters if p.name in given}
-                        if injected:
-                            kernel.run_cell(injection_source(injected), index=cell.index)
-                segment.seconds = time.perf_counter() - started
+                _run_segment(kernel, notebook, segment, injected)
             for segment, file in zip(segments, files, strict=True):
                 segment.probe = _read_probe(file, segment)
                 segment.peak_rss_bytes = int(segment.probe.get("peak_rss_bytes", 0))
@@ -170,6 +134,46 @@ def dry_run(
             if before_close is not None:
                 before_close(kernel, run)
     return run
+
+
+def _run_segment(
+    kernel: Kernel, notebook: Notebook, segment: Segment, injected: dict[str, Any]
+) -> None:
+    """Run a segment's cells; after the parameters cells, bind the injected values."""
+    started = time.perf_counter()
+    step = segment.step if segment.step not in (PROLOGUE, PARAMETERS) else None
+    for cell in segment.cells:
+        try:
+            kernel.run_cell(cell.source, index=cell.index, tags=cell.tags)
+        except KaleTraceError as error:
+            if segment.step == PROLOGUE:
+                error = _prologue_error(error, notebook, cell)
+            raise error.located(notebook=str(notebook.path), step=step) from None
+    if segment.step == PARAMETERS and injected:
+        last = segment.cells[-1]
+        kernel.run_cell(injection_source(injected), index=last.index)
+    segment.seconds = time.perf_counter() - started
+
+
+def _prologue_error(error: KaleTraceError, notebook: Notebook, cell: Cell) -> KaleTraceError:
+    """A NameError in an imports/functions cell for a name a step binds: Kale's order runs
+    those cells before every step, so they cannot use what a step makes."""
+    from kale_trace.tracer.ast_names import analyse
+
+    missing = error.message.split("'")[1] if "NameError" in error.message else None
+    binders = [
+        s.name
+        for s in notebook.steps
+        if missing and any(missing in analyse(c.source).binds for c in s.cells)
+    ]
+    if not binders:
+        return error
+    error.fix = (
+        f"imports and functions cells run before every step (as in Kale), but '{missing}' "
+        f"is made by step '{binders[0]}': move that code into a step, or make '{missing}' "
+        "in this cell"
+    )
+    return error
 
 
 _MODULE = '__import__("kale_trace.tracer.kernel_probe", fromlist=["probe"])'
@@ -185,8 +189,7 @@ def _probe_plan(segments: list[Segment], files: list[Path], injects: bool) -> di
     plan: dict[int, str] = {}
     runs = 0
     for segment, file in zip(segments, files, strict=True):
-        for cell in segment.cells:
-            runs += 1 + (injects and cell.role is CellRole.PARAMETERS)
+        runs += len(segment.cells) + (injects and segment.step == PARAMETERS)
         plan[runs] = str(file)
     return plan
 
@@ -211,23 +214,3 @@ def _read_probe(path: Path, segment: Segment | None) -> dict[str, Any]:
             fix="this is a bug in kale-trace; please report it with the notebook",
         )
     return report
-
-
-def _read_values(kernel: Kernel, names: list[str], cell: Cell) -> dict[str, Any]:
-    """The parameters cell's values, as JSON; anything else is refused with the name."""
-    expression = (
-        f"__import__('json').dumps({{n: get_ipython().user_ns[n] for n in {names!r}}}, "
-        "default=lambda o: {'__kale_unsupported__': type(o).__name__})"
-    )
-    raw = kernel.run_silent("", {"values": expression})["values"]
-    values = json.loads(ast.literal_eval(raw))
-    for name, value in values.items():
-        if isinstance(value, dict) and "__kale_unsupported__" in value:
-            raise KaleTraceError(
-                f"parameter '{name}' is bound to a {value['__kale_unsupported__']}; pipeline "
-                "parameters must be bool, int, float, str, list or dict",
-                cell=cell.index,
-                cell_source=cell.source,
-                fix=f"give '{name}' a literal default of one of those types",
-            )
-    return values

@@ -3,17 +3,20 @@
 Types come from the values the notebook binds (as papermill does); overrides must match
 them, so a pipeline compiled with `-p rows 10` cannot silently turn `rows` into a string.
 
-A parameter bound to None has no KFP type, and KFP's `Optional[...] = None` parameters
-fail both in kfp.local and on the KFP backend (kubeflow/pipelines#11667). So:
-- an override (-p/-f) with a value types it, and that value is its default;
-- otherwise it is *optional*: a KFP `str` parameter holding JSON text, default "null".
-  The component decodes it (`null` → None, `42` → 42, `[1, 2]` → a list; text that is not
-  JSON stays text), so a run can still pass any value, and None stays None.
+Some values do not survive KFP's own parameter types, so they travel as JSON text in a
+KFP `str` parameter that the component decodes (`_kale_json_parameter`):
+- lists and dicts: KFP carries them as protobuf structs, whose numbers are all doubles, so
+  `[1, 2]` would arrive as `[1.0, 2.0]`;
+- ints beyond 2**53, which a double cannot hold exactly;
+- a parameter bound to None, which has no KFP type (KFP's `Optional[...] = None`
+  parameters fail in kfp.local and on the backend, kubeflow/pipelines#11667): an override
+  with a value types it; otherwise it is *optional*, default "null", and the component
+  decodes any JSON a run passes (text that is not JSON stays text).
 """
 
 from __future__ import annotations
 
-import ast
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -39,24 +42,25 @@ class Parameter:
     optional: bool = False  # None in the notebook: travels as JSON text (see module doc)
 
     @property
+    def json_text(self) -> bool:
+        """Travels as JSON text in a KFP str parameter (see the module doc)."""
+        big = self.type == "int" and abs(self.default) > MAX_EXACT_INT
+        return self.optional or self.type in ("list", "dict") or big
+
+    @property
+    def kfp_type(self) -> str:
+        return "str" if self.json_text else self.type
+
+    @property
     def kfp_default(self) -> Any:
         """The default written into the pipeline signature."""
-        return "null" if self.optional else self.default
+        return json.dumps(self.default) if self.json_text else self.default
 
 
-def parameter_names(source: str) -> list[str]:
-    """Names bound by the parameters cell, in order (the cell is plain assignments)."""
-    names: list[str] = []
-    for stmt in ast.parse(source).body:
-        targets = stmt.targets if isinstance(stmt, ast.Assign) else [getattr(stmt, "target", None)]
-        for target in targets:
-            for node in ast.walk(target) if target is not None else ():
-                if isinstance(node, ast.Name) and node.id not in names:
-                    names.append(node.id)
-    return names
+MAX_EXACT_INT = 2**53  # KFP parameter numbers are doubles
 
 
-def kfp_type(name: str, value: Any) -> str:
+def type_of(name: str, value: Any) -> str:
     """The KFP parameter type for a value bound in the parameters cell."""
     kind = KFP_TYPES.get(type(value))
     if kind is None:
@@ -77,12 +81,17 @@ _NOT_YAML = yaml.reader.Reader.NON_PRINTABLE
 
 
 def _check_yaml_text(name: str, value: Any) -> None:
-    texts = [value] if isinstance(value, str) else []
-    if isinstance(value, list):
-        texts = [v for v in value if isinstance(v, str)]
-    elif isinstance(value, dict):
-        texts = [t for pair in value.items() for t in pair if isinstance(t, str)]
-    for text in texts:
+    """Lists and dicts travel as JSON text (ASCII); a str default is written as it is."""
+    if not isinstance(value, str):
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise KaleTraceError(
+            f"parameter '{name}' holds a lone surrogate character, which no file can hold",
+            fix=f"remove it from the value of '{name}'",
+        ) from None
+    for text in (value,):
         if found := _NOT_YAML.search(text):
             raise KaleTraceError(
                 f"parameter '{name}' holds the control character {found.group()!r}, which "
@@ -99,7 +108,7 @@ class CliText(str):
     """
 
 
-_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 def resolve_cli_text(value: Any, kind: str | None) -> Any:
@@ -111,7 +120,7 @@ def resolve_cli_text(value: Any, kind: str | None) -> Any:
         parsed = _yaml_scalar(text)
         return parsed if isinstance(parsed, str) else text
     parsed = _yaml_scalar(text)
-    if isinstance(parsed, str) and _FLOAT.match(text.strip()):
+    if isinstance(parsed, str) and _FLOAT.fullmatch(text.strip()):
         return float(text)  # YAML 1.1 reads 1e-3 as a string
     return parsed
 
@@ -138,16 +147,41 @@ def coerce(name: str, kind: str, value: Any, origin: str) -> Any:
     return value
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors and aliases: a few hundred bytes of aliases can expand to
+    gigabytes (a "billion laughs"), and no parameter file needs them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.events.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"an alias (*{event.anchor}) at line {event.start_mark.line + 1}")
+        return super().compose_node(parent, index)
+
+
+MAX_VALUES_FILE = 10 * 1024 * 1024
+
+
 def read_values_file(path: Path, what: str) -> dict[str, Any]:
-    """A YAML mapping of parameter values (`--sample-params`, `-f`)."""
+    """A YAML mapping of parameter values (`--sample-params`, `-f`), bounded in size."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        size = path.stat().st_size
+        if size > MAX_VALUES_FILE:
+            raise KaleTraceError(
+                f"{what} file {path} is {size // 1024 // 1024} MB; kale-trace reads at most 10 MB",
+                fix="pass large inputs as files the notebook reads, not as parameters",
+            )
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_NoAliasLoader)  # noqa: S506
     except OSError as exc:
         raise KaleTraceError(f"cannot read {what} file {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
+    except UnicodeDecodeError as exc:
         raise KaleTraceError(
-            f"{what} file {path} is not valid YAML: {exc}",
-            fix="write a YAML mapping such as `rows: 100`",
+            f"{what} file {path} is not UTF-8 text", fix="save it as UTF-8"
+        ) from exc
+    except (yaml.YAMLError, RecursionError) as exc:
+        reason = str(exc) if isinstance(exc, yaml.YAMLError) else "nested too deep"
+        raise KaleTraceError(
+            f"{what} file {path} is not valid YAML for kale-trace: {reason}",
+            fix="write a plain YAML mapping such as `rows: 100` (no anchors or aliases)",
         ) from exc
     if data is None:
         return {}
@@ -164,10 +198,12 @@ def parse_cli_value(text: str) -> Any:
     return CliText(text)
 
 
-def check_known(values: dict[str, Any], known: list[str], origin: str) -> None:
+def check_known(values: dict[str, Any], known: list[str], origin: str, cell: bool = True) -> None:
     unknown = sorted(set(values) - set(known))
     if unknown:
-        listing = ", ".join(known) if known else "(the notebook has no parameters cell)"
+        listing = ", ".join(known) if known else "(the parameters cell binds no literal)"
+        if not cell:
+            listing = "(the notebook has no parameters cell)"
         raise KaleTraceError(
             f"{origin} names unknown parameter(s): {', '.join(unknown)}",
             fix=f"use the names bound in the parameters cell: {listing}",

@@ -1,140 +1,106 @@
-"""Read a notebook and its tags into the `Notebook` model, refusing what cannot compile.
+"""Read a notebook and its tags into the `Notebook` model, as Kale reads it.
 
-Every refusal names the notebook, the cell (its index as Jupyter shows it, and first line)
-and what to do about it.
+Kale's rules, from every release: an untagged cell continues the last *real* cell above it
+(a `skip` cell is not one, so the cell after a skip continues the step before it); untagged
+cells before the first tag are left out, with a note; a notebook without step tags is one
+step. No code cell is ever dropped without a note that names it. Every refusal names the
+notebook, the cell (its index in the notebook's cell list, and first line) and the fix.
 """
 
 from __future__ import annotations
 
-import ast
 import json
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import networkx as nx
 
-from kale_trace.errors import KaleTraceError
-from kale_trace.notebook.model import Cell, CellRole, Notebook, Step, StepSettings
-from kale_trace.notebook.settings import check_image, parse_volumes
+from kale_trace.errors import KaleTraceError, display_path
+from kale_trace.notebook.metadata import read_config, settings_of
+from kale_trace.notebook.model import (
+    Cell,
+    CellRole,
+    Note,
+    Notebook,
+    PipelineConfig,
+    Step,
+)
+from kale_trace.notebook.parameters import read_parameters
+from kale_trace.notebook.plan import make_plan
 from kale_trace.notebook.tags import CellTags, normalise_step_name, parse_tags
 
-KNOWN_METADATA = {
-    "pipeline_name", "pipeline_description", "experiment_name", "experiment", "base_image",
-    "docker_image", "volumes", "katib_run", "katib_metadata", "steps_defaults", "autosnapshot",
-    "snapshot_volumes", "storage_class_name", "volume_access_mode", "kfp_host",
-    "enable_caching", "timeout",
-}  # fmt: skip
+
+@dataclass
+class _RawCell:
+    index: int
+    source: str
+    tags: tuple[str, ...]
+    parsed: CellTags
+
+
+@dataclass
+class _StepInfo:
+    """What the cells of one step say about it, gathered in notebook order."""
+
+    display: str
+    prev: list[str] = field(default_factory=list)
+    tags: list[CellTags] = field(default_factory=list)
+
+
+@dataclass
+class _Reading:
+    cells: list[Cell] = field(default_factory=list)
+    steps: dict[str, _StepInfo] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
 
 
 def load_notebook(path: str | Path) -> Notebook:
     """Parse tags and metadata and build the step DAG; raises KaleTraceError on bad input."""
     path = Path(path)
+    where = display_path(path)
     nb = _read(path)
-    where = str(path)
-    metadata = dict(nb.metadata.get("kubeflow_notebook", {}) or {})
-    unknown = sorted(set(metadata) - KNOWN_METADATA)
-    if unknown:
+    try:
+        config, notes = read_config(nb.metadata.get("kubeflow_notebook"), path.stem)
+    except KaleTraceError as error:
+        raise error.located(notebook=where) from None
+    raw = [_raw_cell(i, c, where) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
+    if not raw:
+        raise KaleTraceError("the notebook has no code cells", notebook=where, fix="add code cells")
+    reading = _assign(raw, path.stem, where)
+    if not reading.cells:
         raise KaleTraceError(
-            f"unknown kubeflow_notebook metadata key(s): {', '.join(unknown)}",
-            notebook=where,
-            fix=f"use only: {', '.join(sorted(KNOWN_METADATA))}",
-        )
-    defaults = _check_settings_metadata(metadata, where)
-    code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
-    if not code_cells:
-        raise KaleTraceError(
-            "the notebook has no code cells", notebook=where, fix="add tagged code cells"
-        )
-
-    cells: list[Cell] = []
-    parsed_by_cell: dict[int, CellTags] = {}
-    current: tuple[CellRole, str | None] | None = None
-    for index, raw in code_cells:
-        source = raw.get("source", "")
-        source = "".join(source) if isinstance(source, list) else str(source)
-        tags = raw.get("metadata", {}).get("tags", []) or []
-        if not isinstance(tags, list):
-            tags = [tags]
-        try:
-            parsed = parse_tags(tags)
-        except KaleTraceError as error:
-            raise error.located(notebook=where, cell=index, cell_source=source) from None
-        if parsed.role is not None:
-            step = parsed.step
-            if parsed.role is CellRole.STEP:
-                try:
-                    step = normalise_step_name(parsed.step or "")
-                except KaleTraceError as error:
-                    raise error.located(notebook=where, cell=index, cell_source=source) from None
-            current = (parsed.role, step)
-        elif not source.strip():
-            continue
-        elif current is None or current[0] in (
-            CellRole.PARAMETERS,
-            CellRole.METRICS,
-            CellRole.INJECTED,
-            CellRole.SKIP,
-        ):
-            if current is not None and current[0] in (CellRole.SKIP, CellRole.INJECTED):
-                continue  # continuation of a skipped cell stays skipped
-            raise KaleTraceError(
-                "this untagged cell does not follow an imports, functions or step cell, so it "
-                "belongs to no step",
-                notebook=where,
-                cell=index,
-                cell_source=source,
-                fix="tag it imports, functions, step:<name> or skip",
-            )
-        role, step = current
-        if not source.strip() and parsed.role in (None, CellRole.STEP):
-            if not parsed.prev:
-                continue
-        parsed_by_cell[index] = parsed
-        cells.append(
-            Cell(
-                index, source, role, step if role is CellRole.STEP else None, tuple(map(str, tags))
-            )
-        )
-
-    _check_parameters(cells, where)
-    steps = _steps(cells, parsed_by_cell, where, defaults)
-    if not steps:
-        raise KaleTraceError(
-            "no cell is tagged as a pipeline step",
+            "no cell of the notebook runs in the pipeline (every code cell is skipped or empty)",
             notebook=where,
             fix="tag the cells of each step step:<name> (or Kale's block:<name>)",
         )
-    dag = nx.DiGraph()
-    dag.add_nodes_from(s.name for s in steps)
-    for step in steps:
-        for prev in step.prev:
-            dag.add_edge(prev, step.name)
-    try:
-        cycle = nx.find_cycle(dag)
-    except nx.NetworkXNoCycle:
-        cycle = None
-    if cycle:
-        names = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+    parameters = read_parameters(reading.cells, where)
+    plan = make_plan(reading.cells)
+    steps = _steps(reading, plan, config, where)
+    if not steps:
         raise KaleTraceError(
-            f"the prev: tags form a cycle: {names}",
+            "no cell is tagged as a pipeline step, and every untagged cell belongs to the "
+            "imports, functions or parameters cells",
             notebook=where,
-            step=cycle[0][0],
-            fix="remove one prev: tag of the cycle",
+            fix="tag the cells of each step step:<name> (or Kale's block:<name>)",
         )
     return Notebook(
         path=path.resolve(),
-        cells=tuple(cells),
+        cells=tuple(reading.cells),
         steps=tuple(steps),
-        dag=dag,
-        metadata=metadata,
-        pipeline_name=_pipeline_name(metadata.get("pipeline_name") or path.stem, where),
+        dag=_dag(steps, where),
+        metadata=dict(nb.metadata.get("kubeflow_notebook") or {}),
+        config=config,
+        plan=plan,
+        parameters=parameters.specs,
+        parameters_code=parameters.has_code,
+        notes=tuple(notes + reading.notes + parameters.notes),
     )
 
 
 def _read(path: Path) -> Any:
-    where = str(path)
+    where = display_path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
@@ -143,9 +109,10 @@ def _read(path: Path) -> Any:
         raise KaleTraceError(f"cannot read the notebook: {exc}", notebook=where) from exc
     try:
         data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = f"{exc.msg} at line {exc.lineno}" if hasattr(exc, "msg") else "nested too deep"
         raise KaleTraceError(
-            f"not a notebook: the file is not JSON ({exc.msg} at line {exc.lineno})",
+            f"not a notebook: the file is not JSON ({reason})",
             notebook=where,
             fix="pass a .ipynb file saved by Jupyter",
         ) from exc
@@ -163,7 +130,7 @@ def _read(path: Path) -> Any:
             fix=f"convert it: jupyter nbconvert --to notebook --inplace {path.name}",
         )
     try:
-        return nbformat.reads(text, as_version=4)
+        return nbformat.from_dict(data) if major == 4 else nbformat.reads(text, as_version=4)
     except Exception as exc:  # nbformat raises many types for malformed documents
         raise KaleTraceError(
             f"not a valid notebook: {exc}".splitlines()[0],
@@ -172,202 +139,205 @@ def _read(path: Path) -> Any:
         ) from exc
 
 
-def _check_parameters(cells: list[Cell], where: str) -> None:
-    params = [c for c in cells if c.role is CellRole.PARAMETERS]
-    if len(params) > 1:
-        raise KaleTraceError(
-            f"two parameters cells (cells {params[0].index} and {params[1].index})",
-            notebook=where,
-            cell=params[1].index,
-            cell_source=params[1].source,
-            fix="keep all parameters in one cell tagged pipeline-parameters (or parameters)",
-        )
-    for cell in params:
+def _raw_cell(index: int, cell: Any, where: str) -> _RawCell:
+    source = cell.get("source", "")
+    source = "".join(source) if isinstance(source, list) else str(source)
+    tags = (cell.get("metadata") or {}).get("tags", []) or []
+    tags = tags if isinstance(tags, list) else [tags]
+    try:
+        parsed = parse_tags(tags)
+    except KaleTraceError as error:
+        raise error.located(notebook=where, cell=index, cell_source=source) from None
+    return _RawCell(index, source, tuple(str(t) for t in tags), parsed)
+
+
+def _assign(raw: list[_RawCell], stem: str, where: str) -> _Reading:
+    """Give every code cell its role and steps, by Kale's continuation rules."""
+    reading = _Reading()
+    has_steps = any(c.parsed.role is CellRole.STEP for c in raw)
+    single = None if has_steps else _single_step_name(stem)
+    current: tuple[CellRole, tuple[str, ...]] | None = None
+    before_first: list[int] = []
+    for cell in raw:
+        parsed = cell.parsed
+        if parsed.skip or parsed.injected:
+            continue  # not a real cell: the cell after it continues the one before it
+        _note_tags(cell, reading)
+        if parsed.role is CellRole.STEP:
+            owner = _step_owner(cell, reading, where)
+            current = (CellRole.STEP, owner[:1])
+        elif parsed.role is not None:
+            owner, current = (), (parsed.role, ())
+        elif single is not None:
+            current = (CellRole.STEP, (single,))
+            owner = current[1]
+            reading.steps.setdefault(single, _StepInfo(single))
+        elif current is None:
+            if cell.source.strip():
+                before_first.append(cell.index)
+            continue
+        else:
+            owner = current[1]
+        _continue_step(cell, current, reading, where)
+        if cell.source.strip():  # a blank cell runs nothing; its prev: tags still count
+            reading.cells.append(Cell(cell.index, cell.source, current[0], owner, cell.tags))
+    _assignment_notes(reading, raw, before_first, single)
+    return reading
+
+
+def _single_step_name(stem: str) -> str:
+    try:
+        return normalise_step_name(stem)
+    except KaleTraceError:
+        return "notebook"
+
+
+def _step_owner(cell: _RawCell, reading: _Reading, where: str) -> tuple[str, ...]:
+    names = []
+    for display in cell.parsed.steps:
         try:
-            tree = ast.parse(cell.source)
-        except SyntaxError as exc:
+            name = normalise_step_name(display)
+        except KaleTraceError as error:
+            raise error.located(notebook=where, cell=cell.index, cell_source=cell.source) from None
+        info = reading.steps.setdefault(name, _StepInfo(display))
+        if display != info.display and display.strip() != info.display.strip():
             raise KaleTraceError(
-                f"the parameters cell is not valid Python: {exc.msg} (line {exc.lineno})",
+                f"step names {info.display!r} and {display!r} both become {name!r}",
                 notebook=where,
                 cell=cell.index,
                 cell_source=cell.source,
-                fix="write plain assignments such as `rows = 100`",
-            ) from exc
-        for stmt in tree.body:
-            simple = isinstance(stmt, ast.Assign) and all(
-                isinstance(t, ast.Name) for t in stmt.targets
+                fix="use one spelling for the step, or two clearly different names",
             )
-            annotated = isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-            if not (simple or annotated):
-                statement = ast.get_source_segment(cell.source, stmt)
-                raise KaleTraceError(
-                    "the parameters cell may only assign values to names (line "
-                    f"{stmt.lineno} is not an assignment: {statement})",
-                    notebook=where,
-                    cell=cell.index,
-                    cell_source=cell.source,
-                    fix="move imports and other code to an imports cell or a step",
-                )
-            names = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            for name in (t.id for t in names if isinstance(t, ast.Name)):
-                if not _KFP_PARAMETER_NAME.fullmatch(name):
-                    raise KaleTraceError(
-                        f"parameter name '{name}' is not allowed by KFP (a pipeline parameter "
-                        "name starts with an ASCII letter and has only letters, digits and _)",
-                        notebook=where,
-                        cell=cell.index,
-                        cell_source=cell.source,
-                        fix=f"rename '{name}' in the parameters cell, e.g. to 'p{name}'",
-                    )
+        names.append(name)
+    return tuple(names)
 
 
-_KFP_PARAMETER_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-
-
-def _check_settings_metadata(metadata: dict[str, Any], where: str) -> CellTags:
-    """Validate the metadata that shapes every step; returns `steps_defaults` as tags.
-
-    Kale's `steps_defaults` is a list of step tags (limit:, label:, annotation:, secret:,
-    image:, cache:, retries:) applied to every step; a step's own tags win.
-    """
-    for key in ("base_image", "docker_image"):
-        if metadata.get(key):
+def _continue_step(
+    cell: _RawCell, current: tuple[CellRole, tuple[str, ...]], reading: _Reading, where: str
+) -> None:
+    """A cell's prev: and step settings belong to every step it is in (or continues)."""
+    role, owner = current
+    parsed = cell.parsed
+    names = [normalise_step_name(s) for s in parsed.steps] or list(owner)
+    if role is not CellRole.STEP or not parsed.has_step_settings:
+        return
+    for name in names:
+        info = reading.steps[name]
+        info.tags.append(parsed)
+        for display in parsed.prev:
             try:
-                check_image(metadata[key], f"kubeflow_notebook.{key}")
-            except KaleTraceError as error:
-                raise error.located(notebook=where) from None
-    parse_volumes(metadata, where)
-    caching = metadata.get("enable_caching")
-    if caching is not None and not isinstance(caching, bool):
-        raise KaleTraceError(
-            f"kubeflow_notebook.enable_caching is {caching!r}",
-            notebook=where,
-            fix="set it to true or false",
-        )
-    raw = metadata.get("steps_defaults") or []
-    if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):
-        raise KaleTraceError(
-            "kubeflow_notebook.steps_defaults must be a list of step tags",
-            notebook=where,
-            fix='write e.g. "steps_defaults": ["label:team:ml", "limit:memory:4Gi"]',
-        )
-    try:
-        defaults = parse_tags(raw)
-    except KaleTraceError as error:
-        error.message = f"kubeflow_notebook.steps_defaults: {error.message}"
-        raise error.located(notebook=where) from None
-    if defaults.role is not None or defaults.prev:
-        raise KaleTraceError(
-            "kubeflow_notebook.steps_defaults may only hold limit:, label:, annotation:, "
-            "secret:, image:, cache: and retries: tags",
-            notebook=where,
-            fix="tag steps and their order on the cells themselves",
-        )
-    return defaults
-
-
-def _steps(
-    cells: list[Cell], parsed: dict[int, CellTags], where: str, defaults: CellTags
-) -> list[Step]:
-    order: list[str] = []
-    display: dict[str, str] = {}
-    members: dict[str, list[Cell]] = {}
-    prevs: dict[str, list[str]] = {}
-    settings: dict[str, dict[str, Any]] = {}
-    for cell in cells:
-        tags = parsed[cell.index]
-        if cell.role is not CellRole.STEP or cell.step is None:
-            if tags.prev and cell.role is CellRole.FUNCTIONS:
-                continue  # Kale allows prev: on functions cells; it orders nothing
-            continue
-        name = cell.step
-        if name not in members:
-            order.append(name)
-            members[name] = []
-            prevs[name] = []
-            settings[name] = {"limits": {}, "labels": {}, "annotations": {}, "secrets": []}
-            display[name] = tags.step or name
-        elif tags.step and tags.step != display[name] and normalise_step_name(tags.step) == name:
-            if tags.step not in (display[name],):
-                raise KaleTraceError(
-                    f"step names {display[name]!r} and {tags.step!r} both become {name!r}",
-                    notebook=where,
-                    cell=cell.index,
-                    cell_source=cell.source,
-                    fix="use one spelling for the step, or two clearly different names",
-                )
-        members[name].append(cell)
-        for prev in tags.prev:
-            try:
-                normal = normalise_step_name(prev)
+                prev = normalise_step_name(display)
             except KaleTraceError as error:
                 raise error.located(
                     notebook=where, cell=cell.index, cell_source=cell.source
                 ) from None
-            if normal not in prevs[name] and normal != name:
-                prevs[name].append(normal)
-        s = settings[name]
-        s["limits"].update(tags.limits)
-        s["labels"].update(tags.labels)
-        s["annotations"].update(tags.annotations)
-        s["secrets"].extend(tags.secrets)
-        for key in ("image", "cache", "retries"):
-            if getattr(tags, key) is not None:
-                s[key] = getattr(tags, key)
-    for name in order:
-        for prev in prevs[name]:
-            if prev not in members:
-                cell = next(c for c in members[name] if prev in map(_norm, parsed[c.index].prev))
+            if prev != name and prev not in info.prev:
+                info.prev.append(prev)
+
+
+def _note_tags(cell: _RawCell, reading: _Reading) -> None:
+    parsed = cell.parsed
+    if parsed.ignored:
+        reading.notes.append(
+            Note(
+                f"tags {', '.join(parsed.ignored)} ignored: the cell is "
+                f"{parsed.role.value if parsed.role else 'special'}, as in Kale",
+                cell=cell.index,
+            )
+        )
+    if parsed.unknown:
+        reading.notes.append(
+            Note(f"unknown tag(s) ignored: {', '.join(parsed.unknown)}", cell.index, True)
+        )
+
+
+def _assignment_notes(
+    reading: _Reading, raw: list[_RawCell], before_first: list[int], single: str | None
+) -> None:
+    if before_first:
+        cells = ", ".join(map(str, before_first))
+        reading.notes.append(
+            Note(
+                f"cells {cells} come before the first tagged cell and are left out, as Kale "
+                "does (tag them imports, functions or step:<name> to keep them)",
+                cell=before_first[0],
+                warning=True,
+            )
+        )
+    skipped = [c.index for c in raw if c.parsed.skip and c.source.strip()]
+    if skipped:
+        reading.notes.append(Note(f"cells {', '.join(map(str, skipped))} are tagged skip"))
+    if single is not None:
+        reading.notes.append(
+            Note(f"no cell has a step tag: the notebook compiles to one step, '{single}'")
+        )
+
+
+def _steps(reading: _Reading, plan: Any, config: PipelineConfig, where: str) -> list[Step]:
+    cells: dict[str, list[Cell]] = {name: [] for name in reading.steps}
+    for segment in plan:
+        if segment.owner in cells:
+            cells[segment.owner].extend(segment.cells)
+    steps = []
+    for name, info in reading.steps.items():
+        merged = CellTags()
+        for tags in info.tags:
+            merged = _merge(merged, tags)
+        settings = settings_of(merged, config.step_defaults)
+        _check_accelerators(name, settings.limits, cells[name], where)
+        steps.append(Step(name, info.display, tuple(cells[name]), tuple(info.prev), settings))
+    return [s for s in steps if s.cells or s.prev or any(s.name in t.prev for t in steps)]
+
+
+def _merge(into: CellTags, tags: CellTags) -> CellTags:
+    into.limits.update(tags.limits)
+    into.labels.update(tags.labels)
+    into.annotations.update(tags.annotations)
+    into.secrets.extend(s for s in tags.secrets if s not in into.secrets)
+    for key in ("image", "cache", "retries", "report"):
+        if getattr(tags, key) is not None:
+            setattr(into, key, getattr(tags, key))
+    return into
+
+
+def _check_accelerators(name: str, limits: dict[str, str], cells: list[Cell], where: str) -> None:
+    accelerators = [r for r in limits if "/" in r]
+    if len(accelerators) > 1:  # KFP gives a task one accelerator type
+        first = cells[0] if cells else None
+        raise KaleTraceError(
+            f"step '{name}' asks for two accelerator types: {', '.join(accelerators)}",
+            notebook=where,
+            cell=first.index if first else None,
+            cell_source=first.source if first else None,
+            fix="keep one limit:<vendor>/<resource>:<count> tag per step",
+        )
+
+
+def _dag(steps: list[Step], where: str) -> nx.DiGraph:
+    dag = nx.DiGraph()
+    dag.add_nodes_from(s.name for s in steps)
+    known = {s.name for s in steps}
+    for step in steps:
+        for prev in step.prev:
+            if prev not in known:
+                cell = step.cells[0] if step.cells else None
                 raise KaleTraceError(
                     f"prev:{prev} names a step that does not exist",
                     notebook=where,
-                    cell=cell.index,
-                    cell_source=cell.source,
-                    fix=f"use one of the steps: {', '.join(order)}",
+                    step=step.name,
+                    cell=cell.index if cell else None,
+                    cell_source=cell.source if cell else None,
+                    fix=f"use one of the steps: {', '.join(sorted(known))}",
                 )
-        accelerators = [r for r in {**defaults.limits, **settings[name]["limits"]} if "/" in r]
-        if len(accelerators) > 1:  # KFP gives a task one accelerator type
-            cell = members[name][0]
-            raise KaleTraceError(
-                f"step '{name}' asks for two accelerator types: {', '.join(accelerators)}",
-                notebook=where,
-                cell=cell.index,
-                cell_source=cell.source,
-                fix="keep one limit:<vendor>/<resource>:<count> tag per step",
-            )
-    return [
-        Step(
-            name=name,
-            display_name=display[name],
-            cells=tuple(members[name]),
-            prev=tuple(prevs[name]),
-            settings=StepSettings(
-                limits={**defaults.limits, **settings[name]["limits"]},
-                image=settings[name].get("image", defaults.image),
-                labels={**defaults.labels, **settings[name]["labels"]},
-                annotations={**defaults.annotations, **settings[name]["annotations"]},
-                secrets=tuple(dict.fromkeys([*defaults.secrets, *settings[name]["secrets"]])),
-                cache=settings[name].get("cache", defaults.cache),
-                retries=settings[name].get("retries", defaults.retries),
-            ),
-        )
-        for name in order
-    ]
-
-
-def _norm(name: str) -> str:
+            dag.add_edge(prev, step.name)
     try:
-        return normalise_step_name(name)
-    except KaleTraceError:
-        return name
-
-
-def _pipeline_name(raw: str, where: str) -> str:
-    name = re.sub(r"[^a-z0-9]+", "-", str(raw).lower()).strip("-")
-    if not name:
-        raise KaleTraceError(
-            f"pipeline name {raw!r} has no letters or digits",
-            notebook=where,
-            fix="set kubeflow_notebook.pipeline_name in the notebook metadata",
-        )
-    return name
+        cycle = nx.find_cycle(dag)
+    except nx.NetworkXNoCycle:
+        return dag
+    names = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+    raise KaleTraceError(
+        f"the prev: tags form a cycle: {names}",
+        notebook=where,
+        step=cycle[0][0],
+        fix="remove one prev: tag of the cycle",
+    )

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kale_trace.codegen.render import render_pipeline
+from kale_trace.codegen.render import pipeline_arguments, render_pipeline
 from kale_trace.errors import KaleTraceError
 from kale_trace.executor.kernel import strip_ansi
 from kale_trace.tracer.dataflow import Dataflow
@@ -64,7 +64,7 @@ def run_locally(
     module = run_dir / "local_pipeline.py"
     module.write_text(render_pipeline(flow, local=True), encoding="utf-8")
     args_file = run_dir / "arguments.json"
-    args_file.write_text(json.dumps(arguments or {}), encoding="utf-8")
+    args_file.write_text(json.dumps(pipeline_arguments(flow, arguments or {})), encoding="utf-8")
     root = run_dir / "outputs"
     names = {s.name.replace("_", "-"): s.display_name for s in flow.steps}
     tasks: list[TaskResult] = []

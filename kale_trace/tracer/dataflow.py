@@ -18,6 +18,7 @@ from kale_trace.errors import KaleTraceError
 from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun, Segment
 from kale_trace.marshal import FILE, choose_marshaller
 from kale_trace.notebook.model import CellRole, Notebook
+from kale_trace.notebook.plan import metrics_step as plan_metrics_step
 from kale_trace.tracer.ast_names import NameFacts, analyse
 from kale_trace.tracer.file_flows import file_flows
 from kale_trace.tracer.flows import UNKNOWN_INFO, Dataflow, Flow, StepFlow
@@ -48,7 +49,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
     steps = {s.name: StepFlow(s.name, s.display_name, [], list(s.prev), []) for s in notebook.steps}
     dag = nx.DiGraph(notebook.dag)
     warnings: list[dict[str, str]] = []
-    metrics_step = notebook.steps[-1].name
+    metrics_step = plan_metrics_step(list(notebook.cells))
 
     for index, segment in enumerate(run.segments):
         if segment.step in (PROLOGUE, PARAMETERS):
@@ -105,6 +106,8 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
     for step in steps.values():
         for flow in step.inputs:
             if flow.producer not in step.after and not nx.has_path(dag, flow.producer, step.name):
+                if nx.has_path(dag, step.name, flow.producer):
+                    raise _cycle_error(notebook, dag, steps, flow)
                 step.after.append(flow.producer)
                 dag.add_edge(flow.producer, step.name)
                 if flow.marshaller != FILE.name and (
@@ -152,6 +155,38 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
     )
 
 
+def _cycle_error(
+    notebook: Notebook, dag: nx.DiGraph, steps: dict[str, StepFlow], flow: Flow
+) -> KaleTraceError:
+    """Data that would flow both ways between steps: no order of the steps can run."""
+    path = nx.shortest_path(dag, flow.consumer, flow.producer)
+    links = [f"step '{flow.consumer}' reads '{flow.variable}' from step '{flow.producer}'"]
+    for before, after in zip(path, path[1:], strict=False):
+        names = sorted({f.variable for f in steps[after].inputs if f.producer == before})
+        why = f"reads {', '.join(repr(n) for n in names)} from" if names else "runs after (prev:)"
+        links.append(f"step '{after}' {why} step '{before}'")
+    split = [
+        s.name
+        for s in notebook.steps
+        if s.name in (flow.consumer, flow.producer) and _is_split(notebook, s.name)
+    ]
+    cells = ", ".join(str(c.index) for c in notebook.step(flow.consumer).cells)
+    hint = f"the cells of step '{split[0]}' are split around another step; " if split else ""
+    return KaleTraceError(
+        "the steps need each other's data, so no order of them can run: " + "; ".join(links),
+        notebook=str(notebook.path),
+        step=flow.consumer,
+        fix=f"{hint}give the cells that run later their own step (step '{flow.consumer}' has "
+        f"cells {cells}), or merge the steps",
+    )
+
+
+def _is_split(notebook: Notebook, step: str) -> bool:
+    owners = [s.owner for s in notebook.plan if s.owner not in (PROLOGUE, PARAMETERS)]
+    runs = [owner for i, owner in enumerate(owners) if i == 0 or owners[i - 1] != owner]
+    return runs.count(step) > 1
+
+
 def _writes_of(index: int, segment: Segment, facts: NameFacts, traced: bool) -> _Write:
     probe = segment.probe
     if traced:
@@ -169,19 +204,35 @@ def _writes_of(index: int, segment: Segment, facts: NameFacts, traced: bool) -> 
         # pyplot's current figure): the step never held the value, so it cannot pass it on.
         indirect = set(probe.get("mutated", [])) - touched
         names -= indirect
+        values = dict(probe.get("values", {}))
+        # `import x` again binds the same module object, which the probe cannot tell from
+        # no binding: the segment did write it, and it travels as an import.
+        for name, info in _static_imports(facts).items():
+            if name not in names and name not in probe.get("deleted", []):
+                names.add(name)
+                values[name] = info
         potential = facts.binds - names - set(probe.get("deleted", []))
         return _Write(
             index,
             segment.step,
             names,
             set(probe.get("deleted", [])),
-            probe.get("values", {}),
+            values,
             potential,
             probe.get("same_object", []),
             indirect,
         )
     # Without a dry run, every binding the AST can see is a potential write; what kind of
     # object imports and definitions bind is known statically.
+    values = _static_imports(facts)
+    for name in facts.definitions:
+        values[name] = {"kind": "function", "type": "function"}
+    static = set(values)
+    return _Write(index, segment.step, static, set(), values, set(facts.binds) - static)
+
+
+def _static_imports(facts: NameFacts) -> dict[str, dict[str, Any]]:
+    """What the import statements of a segment bind, as the probe would describe it."""
     values: dict[str, dict[str, Any]] = {}
     for name, (module, attribute) in facts.imports.items():
         values[name] = (
@@ -189,10 +240,7 @@ def _writes_of(index: int, segment: Segment, facts: NameFacts, traced: bool) -> 
             if attribute is None
             else {"kind": "importable", "import": {"module": module, "qualname": attribute}}
         )
-    for name in facts.definitions:
-        values[name] = {"kind": "function", "type": "function"}
-    static = set(values)
-    return _Write(index, segment.step, static, set(), values, set(facts.binds) - static)
+    return values
 
 
 def _reads_with_functions(facts: NameFacts, earlier: list[_Write]) -> set[str]:
@@ -301,9 +349,7 @@ def _from_import(name: str, module: str, qualname: str) -> str:
 def _definition_source(name: str, write: _Write, notebook: Notebook) -> str | None:
     """The statement that defined a notebook function/class/lambda, to re-run in consumers."""
     step = write.step
-    cells = (
-        [c for c in notebook.cells if c.step == step] if step not in (PROLOGUE, PARAMETERS) else []
-    )
+    cells = list(notebook.step(step).cells) if step not in (PROLOGUE, PARAMETERS) else []
     found: str | None = None
     for cell in cells:
         code = plain_python_lenient(cell.source)
