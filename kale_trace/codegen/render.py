@@ -31,6 +31,7 @@ from kale_trace.errors import KaleTraceError
 from kale_trace.marshal import (
     ARTIFACT_IO_SOURCE,
     FILE,
+    RNG_STATE,
     Marshaller,
     choose_marshaller,
     parameter_type,
@@ -262,6 +263,7 @@ def _render_step(
     function = names.functions[step.name]
     io = _Names(set(_BODY_NAMES) | BUILTIN_NAMES)
     arguments: list[str] = []  # the task's call: io name = pipeline parameter or output
+    restores: list[str] = []  # global generator states, set right before the step's cells
     signature: list[str] = []
     loads: list[str] = []
     saves: list[str] = []
@@ -307,7 +309,10 @@ def _render_step(
             marshal_sources[port.marshaller.save_function] = port.marshaller.source
             entries |= {"_kale_read_artifact", port.marshaller.load_function}
             load = port.marshaller.load_call(port.io_name, item.variable, item.producer)
-            loads.append(f"_kale_ns[{item.variable!r}] = {load}")
+            if port.marshaller is RNG_STATE:
+                restores.append(load)  # right before the step's own cells
+            else:
+                loads.append(f"_kale_ns[{item.variable!r}] = {load}")
     for item in step.inputs:
         if item.alias_of:
             loads.append(f"_kale_ns[{item.variable!r}] = _kale_ns[{item.alias_of!r}]  # one object")
@@ -330,7 +335,8 @@ def _render_step(
             signature.append(f"{port.io_name}: Output[{port.marshaller.artifact}]")
             marshal_sources[port.marshaller.save_function] = port.marshaller.source
             entries |= {"_kale_write_artifact", port.marshaller.save_function}
-            saves.append(port.marshaller.save_call(port.io_name, f"_kale_ns[{item.variable!r}]"))
+            value = _value_of(item, port.marshaller)
+            saves.append(port.marshaller.save_call(port.io_name, value))
     if entries:  # only the save or load side each port needs, and their helpers
         sources = [ARTIFACT_IO_SOURCE, *(marshal_sources[k] for k in sorted(marshal_sources))]
         helpers["marshal"] = select_definitions(sources, entries)
@@ -386,8 +392,16 @@ def _render_step(
         "reemit": reemit,
         "cells": [_cell(c, notebook_name, step.name) for c in step.cells],
         "saves": saves,
+        "restores": restores,
         "arguments": arguments,
     }
+
+
+def _value_of(item: Flow, marshaller: Marshaller) -> str:
+    """The expression a save call writes: the variable, or the generator's name."""
+    if marshaller is RNG_STATE:
+        return value_literal(item.variable)
+    return f"_kale_ns[{item.variable!r}]"
 
 
 def _task(

@@ -22,6 +22,7 @@ from kale_trace.marshal.sources import (
     LIGHTGBM_SOURCE,
     NPY_SOURCE,
     NPZ_SOURCE,
+    RNG_STATE_SOURCE,
     TORCH_MODULE_SOURCE,
     TORCH_TENSOR_SOURCE,
     XGBOOST_SOURCE,
@@ -123,10 +124,17 @@ FILE = Marshaller(
 )
 
 
+# Not chosen by type either: a global random generator's state crossing steps.
+RNG_STATE = Marshaller(
+    "rng-state", "Artifact", "_kale_save_rng_state", "_kale_load_rng_state", RNG_STATE_SOURCE,
+    (), False,
+)  # fmt: skip
+
+
 def all_marshallers() -> list[Marshaller]:
     return [
         PARAMETER, JSON, NPY, NPZ, ARROW, ARROW_PICKLED, JOBLIB, XGBOOST, LIGHTGBM,
-        TORCH_TENSOR, TORCH_MODULE, CLOUDPICKLE,
+        TORCH_TENSOR, TORCH_MODULE, CLOUDPICKLE, RNG_STATE,
     ]  # fmt: skip
 
 
@@ -181,6 +189,8 @@ def _object_dtype(dtype: str | None) -> bool:
 
 def choose_marshaller(info: dict[str, Any]) -> Marshaller:
     """The best format for a value of this traced type."""
+    if info.get("kind") == "rng":
+        return RNG_STATE
     if parameter_type(info) is not None:
         return PARAMETER
     if "json" in info or info.get("json_exact"):

@@ -32,6 +32,7 @@ from kale_trace.marshal import (
     ARTIFACT_IO_SOURCE,
     FILE,
     PARAMETER,
+    RNG_STATE,
     Marshaller,
     by_name,
     choose_marshaller,
@@ -243,8 +244,8 @@ def check_round_trips(
     groups: dict[tuple[str, str], list[Any]] = {}
     for step in flow.steps:
         for item in step.inputs:
-            if item.marshaller == FILE.name or item.alias_of:
-                continue  # a file copied byte for byte, or a name re-bound to another input
+            if item.marshaller in (FILE.name, RNG_STATE.name) or item.alias_of:
+                continue  # a file copied byte for byte, a generator state, or a re-bound name
             if not item.optional and choose_marshaller(item.info) is not PARAMETER:
                 groups.setdefault((item.producer, item.variable), []).append(item)
     if not groups:

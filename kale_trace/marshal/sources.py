@@ -524,3 +524,41 @@ def _kale_restore_file(artifact_path, relative_path):
     if folder:
         os.makedirs(folder, exist_ok=True)
     shutil.copyfile(artifact_path, relative_path)"""
+
+# A global random generator's state, as the producing step leaves it (hidden_state.py).
+RNG_STATE_SOURCE = """def _kale_save_rng_state(generator, file):
+    # The state this step leaves a global generator in: the next step that draws from it
+    # continues the notebook's stream of numbers.
+    import pickle
+
+    if generator == "random":
+        import random
+
+        state = random.getstate()
+    elif generator == "numpy.random":
+        import numpy
+
+        state = numpy.random.get_state()
+    else:
+        import torch
+
+        state = bytes(torch.random.get_rng_state().numpy())
+    pickle.dump((generator, state), file, protocol=4)
+
+def _kale_load_rng_state(data):
+    # Set the generator to that state: this step draws the numbers the notebook drew.
+    import pickle
+
+    generator, state = pickle.loads(data)
+    if generator == "random":
+        import random
+
+        random.setstate(state)
+    elif generator == "numpy.random":
+        import numpy
+
+        numpy.random.set_state(state)
+    else:
+        import torch
+
+        torch.random.set_rng_state(torch.frombuffer(bytearray(state), dtype=torch.uint8))"""

@@ -16,13 +16,18 @@ import networkx as nx
 from kale_trace.cellcode import plain_python_lenient
 from kale_trace.errors import KaleTraceError
 from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun, Segment
-from kale_trace.marshal import FILE, choose_marshaller
+from kale_trace.marshal import FILE, RNG_STATE, choose_marshaller
 from kale_trace.notebook.model import CellRole, Notebook
 from kale_trace.notebook.plan import metrics_step as plan_metrics_step
 from kale_trace.tracer.ast_names import NameFacts, analyse
 from kale_trace.tracer.file_flows import file_flows
 from kale_trace.tracer.flows import UNKNOWN_INFO, Dataflow, Flow, StepFlow
-from kale_trace.tracer.hidden_state import check_hidden_state, check_pyplot, check_split_steps
+from kale_trace.tracer.hidden_state import (
+    check_process_state,
+    check_pyplot,
+    check_split_steps,
+    rng_flows,
+)
 
 __all__ = ["UNKNOWN_INFO", "Dataflow", "Flow", "StepFlow", "build_dataflow"]
 
@@ -49,6 +54,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
     steps = {s.name: StepFlow(s.name, s.display_name, [], list(s.prev), []) for s in notebook.steps}
     dag = nx.DiGraph(notebook.dag)
     warnings: list[dict[str, str]] = []
+    notes: list[dict[str, str]] = []
     metrics_step = plan_metrics_step(list(notebook.cells))
 
     for index, segment in enumerate(run.segments):
@@ -74,6 +80,8 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
         _check_shared_memory(segment, consumer, facts[index], notebook)
 
     file_flows(run, steps, warnings)
+    if run.traced:
+        rng_flows(run, steps, warnings)
     for write in writes:
         for name in sorted(write.indirect):
             if write.step not in (PROLOGUE, PARAMETERS):
@@ -110,7 +118,9 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
                     raise _cycle_error(notebook, dag, steps, flow)
                 step.after.append(flow.producer)
                 dag.add_edge(flow.producer, step.name)
-                if flow.marshaller != FILE.name and (
+                if flow.marshaller == RNG_STATE.name:
+                    notes.append(_stream_note(flow))
+                elif flow.marshaller != FILE.name and (
                     step.name != metrics_step or flow.variable not in step.metrics
                 ):
                     warnings.append(
@@ -124,7 +134,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
                     )
         step.after = sorted(set(step.after), key=order.index)
     check_split_steps(run, warnings)
-    check_hidden_state(run, warnings)
+    check_process_state(run, warnings)
 
     def uses_module(index: int, module: str) -> bool:
         names = facts[index].reads | set(facts[index].imports)
@@ -145,6 +155,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
         parameters=run.parameters,
         steps=[steps[name] for name in ordered],
         warnings=warnings,
+        notes=notes,
         traced=run.traced,
         prologue_modules={
             module.split(".")[0]
@@ -153,6 +164,16 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
             for module, _ in facts[index].imports.values()
         },
     )
+
+
+def _stream_note(flow: Flow) -> dict[str, str]:
+    return {
+        "step": flow.consumer,
+        "variable": flow.variable,
+        "message": f"step '{flow.consumer}' continues the global {flow.variable} stream that "
+        f"step '{flow.producer}' left: kale-trace runs it after '{flow.producer}' and restores "
+        "that state, so it draws the notebook's numbers",
+    }
 
 
 def _cycle_error(
@@ -165,19 +186,22 @@ def _cycle_error(
         names = sorted({f.variable for f in steps[after].inputs if f.producer == before})
         why = f"reads {', '.join(repr(n) for n in names)} from" if names else "runs after (prev:)"
         links.append(f"step '{after}' {why} step '{before}'")
-    split = [
-        s.name
-        for s in notebook.steps
-        if s.name in (flow.consumer, flow.producer) and _is_split(notebook, s.name)
-    ]
-    cells = ", ".join(str(c.index) for c in notebook.step(flow.consumer).cells)
-    hint = f"the cells of step '{split[0]}' are split around another step; " if split else ""
+    split = [name for name in (flow.producer, flow.consumer) if _is_split(notebook, name)]
+    if split:
+        other = flow.consumer if split[0] == flow.producer else flow.producer
+        cells = ", ".join(str(c.index) for c in notebook.step(split[0]).cells)
+        fix = (
+            f"the cells of step '{split[0]}' (cells {cells}) are split around step '{other}': "
+            f"give the cells of '{split[0]}' that come after '{other}' their own step, or "
+            "merge the steps"
+        )
+    else:
+        fix = "merge the steps, or make each value in the step that first needs it"
     return KaleTraceError(
         "the steps need each other's data, so no order of them can run: " + "; ".join(links),
         notebook=str(notebook.path),
         step=flow.consumer,
-        fix=f"{hint}give the cells that run later their own step (step '{flow.consumer}' has "
-        f"cells {cells}), or merge the steps",
+        fix=fix,
     )
 
 

@@ -58,6 +58,7 @@ class Dataflow:
     parameters: list[Parameter]
     steps: list[StepFlow]  # in a valid run order (notebook order where the DAG allows)
     warnings: list[dict[str, str]] = field(default_factory=list)
+    notes: list[dict[str, str]] = field(default_factory=list)  # step-level, not warnings
     traced: bool = True
     prologue_modules: set[str] = field(default_factory=set)  # modules the prologue imports
 

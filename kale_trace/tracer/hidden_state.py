@@ -1,8 +1,10 @@
 """Process state a step inherits from earlier steps in the notebook, but not in a pipeline.
 
-Global RNG states, the working directory, environment variables and pyplot's current figure
-are shared by every cell of a notebook; each pipeline step starts a fresh process. These
-checks turn such hidden dependencies into warnings naming the step.
+Global random generators travel with the data: a step that draws from a generator an
+earlier step left behind receives that step's final state and restores it before its own
+cells, so it draws the notebook's numbers (a step that seeds before drawing needs nothing).
+Where that cannot hold (a step split around another one that draws), and for the working
+directory, environment variables and pyplot's current figure, a warning names the step.
 """
 
 from __future__ import annotations
@@ -10,51 +12,119 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun
+from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun, Segment
+from kale_trace.marshal import RNG_STATE
+from kale_trace.tracer.flows import Flow, StepFlow
 
-_RNG_KEYS = ("random", "numpy.random", "torch.random")  # global generators a step may draw from
-_RNG_FIX = "seed inside this step, or use an explicit generator (np.random.default_rng(seed))"
+RNG_KEYS = ("random", "numpy.random", "torch.random")  # global generators a step may draw from
+_SETUP = (PROLOGUE, PARAMETERS)  # rerun by every step, so never a producer
 
 
-def check_hidden_state(run: DryRun, warnings: list[dict[str, str]]) -> None:
-    """Global state a step inherits from earlier steps in the notebook but not in a pipeline."""
+def rng_flows(run: DryRun, steps: dict[str, StepFlow], warnings: list[dict[str, str]]) -> None:
+    """Give each step that draws from a global generator the state the notebook left it."""
     before: dict[str, Any] = dict(run.baseline.get("hidden", {}))
-    touched: dict[str, str] = {}  # hidden key -> last step (or prologue) that changed it
+    changer: dict[str, tuple[str, int]] = {}  # generator -> (owner, segment index) last to move it
+    for index, segment in enumerate(run.segments):
+        hidden = segment.probe.get("hidden", {})
+        for key in (k for k in RNG_KEYS if k in hidden):
+            moved = key in before and before[key] != hidden[key]
+            if moved and segment.step not in _SETUP:
+                depends = key not in segment.probe.get("seeded_first", [])
+                if depends and key in changer:
+                    _receive(run, steps, key, changer[key], index, warnings)
+            if moved or key not in before:
+                changer[key] = (segment.step, index)
+            before[key] = hidden[key]
+
+
+def _receive(
+    run: DryRun,
+    steps: dict[str, StepFlow],
+    key: str,
+    producer: tuple[str, int],
+    index: int,
+    warnings: list[dict[str, str]],
+) -> None:
+    owner, at = producer
+    consumer = run.segments[index].step
+    if owner in _SETUP:
+        return  # the prologue runs again in the step: it leaves the same state there
+    if owner == consumer:
+        return  # the step's own earlier cells, run just before these in its container
+    if _moved_later(run, key, owner, at) or _moved_earlier(run, key, consumer, index):
+        warnings.append(_split_warning(consumer, owner, key))
+        return
+    flow = Flow(key, owner, consumer, _rng_info(key), RNG_STATE.name, "trace")
+    if all(f.variable != key for f in steps[consumer].inputs):
+        steps[consumer].inputs.append(flow)
+
+
+def _moved_later(run: DryRun, key: str, owner: str, at: int) -> bool:
+    """The producer moves the generator again after the consumer read it: its final state,
+    the one it can pass on, is not the one the consumer saw."""
+    return any(_moves(run, s, key) for s in run.segments[at + 1 :] if s.step == owner)
+
+
+def _moved_earlier(run: DryRun, key: str, consumer: str, index: int) -> bool:
+    """The consumer already drew in an earlier run of its cells, which its container runs
+    right before these: they would continue that stream, not the producer's."""
+    return any(_moves(run, s, key) for s in run.segments[:index] if s.step == consumer)
+
+
+def _moves(run: DryRun, segment: Segment, key: str) -> bool:
+    index = run.segments.index(segment)
+    previous = run.segments[index - 1].probe if index else run.baseline
+    return previous.get("hidden", {}).get(key) != segment.probe.get("hidden", {}).get(key)
+
+
+def _rng_info(key: str) -> dict[str, Any]:
+    return {"type": f"{key} global state", "mro": [], "kind": "rng", "generator": key}
+
+
+def _split_warning(consumer: str, owner: str, key: str) -> dict[str, str]:
+    return {
+        "step": consumer,
+        "variable": key,
+        "message": f"steps '{owner}' and '{consumer}' draw from the global {key} generator "
+        "in interleaved cells (one of them is split around the other), so the pipeline "
+        "cannot give each the notebook's numbers; seed inside each step, or use an explicit "
+        "generator (np.random.default_rng(seed))",
+    }
+
+
+def check_process_state(run: DryRun, warnings: list[dict[str, str]]) -> None:
+    """The working directory and environment variables a step changes for later steps."""
+    before: dict[str, Any] = dict(run.baseline.get("hidden", {}))
     for segment in run.segments:
         hidden = segment.probe.get("hidden", {})
-        for key, value in hidden.items():
-            if key in before and before[key] != value:
-                previous = touched.get(key)
-                step = segment.step
-                if key in _RNG_KEYS and previous and previous != step:
-                    if step not in (PROLOGUE, PARAMETERS):
-                        warnings.append(
-                            {
-                                "step": step,
-                                "variable": key,
-                                "message": f"step '{step}' draws from the global {key} state that "
-                                f"'{previous}' left behind; in the pipeline it starts from a fresh "
-                                f"state, so its numbers differ from the notebook's ({_RNG_FIX})",
-                            }
-                        )
-                elif key in ("cwd", "environ") and step not in (PROLOGUE, PARAMETERS):
-                    warnings.append(
-                        {
-                            "step": step,
-                            "variable": key,
-                            "message": f"step '{step}' changes the process's "
-                            f"{'working directory' if key == 'cwd' else 'environment variables'}; "
-                            "later steps run in fresh processes and will not see the change",
-                        }
-                    )
-                touched[key] = step
-            before[key] = value
+        step = segment.step
+        if step not in _SETUP and "cwd" in before and hidden.get("cwd") != before["cwd"]:
+            warnings.append(_process_warning(step, "cwd", "changes the working directory"))
+        old, new = before.get("environ", {}), hidden.get("environ", {})
+        if step not in _SETUP and isinstance(old, dict) and isinstance(new, dict):
+            changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
+            changed -= set(segment.probe.get("env_set_by_imports", []))
+            if changed:
+                names = ", ".join(sorted(changed)[:10])
+                warnings.append(
+                    _process_warning(step, "environ", f"changes environment variables {names}")
+                )
+        before.update(hidden)
+
+
+def _process_warning(step: str, variable: str, what: str) -> dict[str, str]:
+    return {
+        "step": step,
+        "variable": variable,
+        "message": f"step '{step}' {what}; later steps run in fresh processes and will not "
+        "see the change (do it in the imports cell, which every step runs)",
+    }
 
 
 def check_split_steps(run: DryRun, warnings: list[dict[str, str]]) -> None:
     seen: list[str] = []
     for segment in run.segments:
-        if segment.step in (PROLOGUE, PARAMETERS):
+        if segment.step in _SETUP:
             continue
         if segment.step in seen and seen[-1] != segment.step:
             warnings.append(
@@ -83,7 +153,7 @@ def check_pyplot(
             continue
         step = segment.step
         inherited = sorted({owner for owner in owners.values() if owner != step})
-        if inherited and step not in (PROLOGUE, PARAMETERS):
+        if inherited and step not in _SETUP:
             if uses(index, "matplotlib.pyplot"):
                 warnings.append(
                     {

@@ -13,13 +13,12 @@ import inspect
 import json
 import math
 import os
-import random
 import sys
 import types
 from collections.abc import Callable
 from typing import Any
 
-from kale_trace.tracer import file_watch, read_tracking
+from kale_trace.tracer import file_watch, process_state, read_tracking
 from kale_trace.tracer.fingerprint import fingerprint
 
 _IPYTHON_NAMES = {
@@ -43,6 +42,7 @@ _JSON_LIMIT = 64 * 1024
 
 _previous: dict[str, tuple[int, str | None, Any]] = {}  # name -> (id, fingerprint, value)
 _previous_files: dict[str, list[int]] = {}  # relative path -> [size, mtime_ns]
+_previous_rng: dict[str, str | None] = {}  # generator -> state fingerprint at the last probe
 
 
 def reset(shell: Any = None) -> None:
@@ -53,6 +53,10 @@ def reset(shell: Any = None) -> None:
     file_watch.watch(os.getcwd())
     _previous_files.clear()
     _previous_files.update(file_watch.snapshot(os.getcwd()))
+    process_state.patch()
+    process_state.watch_environment()
+    _previous_rng.clear()
+    _previous_rng.update(process_state.states())
 
 
 def _user_names(user_ns: dict[str, Any]) -> list[str]:
@@ -84,6 +88,12 @@ def arm(shell: Any, plan: dict[int, str]) -> None:
     _runs = 0
     if _after_cell not in shell.events.callbacks["post_run_cell"]:
         shell.events.register("post_run_cell", _after_cell)
+    if _before_cell not in shell.events.callbacks["pre_run_cell"]:
+        shell.events.register("pre_run_cell", _before_cell)
+
+
+def _before_cell(info: Any) -> None:
+    process_state.patch()  # seeding functions of modules imported since the last cell
 
 
 def _after_cell(result: Any) -> None:
@@ -144,6 +154,11 @@ def probe(user_ns: dict[str, Any], out_path: str) -> None:
     # Unchanged values were described by the probe of the step that last wrote them.
     report["values"] = {name: describe(current[name][2]) for name in sorted(changed)}
     report["hidden"] = _hidden_state()
+    rng = {k: v for k, v in report["hidden"].items() if k in process_state.GENERATORS}
+    report["seeded_first"] = process_state.take_seeded_first(dict(_previous_rng))
+    report["env_set_by_imports"] = process_state.take_set_by_imports()
+    _previous_rng.clear()
+    _previous_rng.update(rng)
     report["reads"] = [name for name in _previous if name in reads]  # existed before the step
     report["peak_rss_bytes"] = peak_rss_bytes()
     files = file_watch.snapshot(file_watch.watched_root())
@@ -313,16 +328,10 @@ def _global_names(value: Any) -> set[str]:
 
 def _hidden_state() -> dict[str, Any]:
     state: dict[str, Any] = {
-        "random": fingerprint(random.getstate()),
+        **process_state.states(),
         "cwd": os.getcwd(),
-        "environ": fingerprint(dict(os.environ)),
+        "environ": process_state.environment(),
     }
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        state["numpy.random"] = fingerprint(numpy.random.get_state())
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "random"):
-        state["torch.random"] = fingerprint(bytes(torch.random.get_rng_state().numpy()))
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:
         state["pyplot.figures"] = list(pyplot.get_fignums())

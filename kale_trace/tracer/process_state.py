@@ -1,0 +1,138 @@
+"""Runs inside the dry-run kernel: process state a step may inherit from the steps before.
+
+**Random generators.** A step whose numbers come from a global generator (`random`, numpy's
+global RandomState, torch's CPU generator) depends on the state earlier steps left, unless
+it seeds before it draws. The seeding functions are wrapped so the probe can tell: the
+wrapper notes the generator's state at the first seed call of a segment; if that is still
+the state the segment started with, nothing was drawn before the seed and the segment does
+not depend on what came before. Wrapping is re-checked before every cell, for modules
+imported later; a seed in the very cell that first imports numpy is missed, which only
+costs an ordering edge (the state is then carried anyway).
+
+**Environment variables.** Which ones changed, by name (values are hashed, never kept: they
+may be secrets), and which of those were set while a module was being imported
+(scikit-learn sets some on import): those are set again wherever the module is imported,
+so they need not travel.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import xxhash
+
+from kale_trace.tracer.fingerprint import fingerprint
+
+_first_seed: dict[str, str | None] = {}  # generator -> state fingerprint at its first seed
+
+
+def _numpy_state() -> Any:
+    return sys.modules["numpy"].random.get_state()
+
+
+def _torch_state() -> Any:
+    return bytes(sys.modules["torch"].random.get_rng_state().numpy())
+
+
+# generator key -> (module that must be imported, state getter, [(owner module, seed attr)])
+GENERATORS: dict[str, tuple[str, Callable[[], Any], list[tuple[str, str]]]] = {
+    "random": ("random", lambda: sys.modules["random"].getstate(), [("random", "seed")]),
+    "numpy.random": ("numpy", _numpy_state, [("numpy.random", "seed")]),
+    "torch.random": (
+        "torch",
+        _torch_state,
+        [("torch", "manual_seed"), ("torch", "seed"), ("torch.random", "manual_seed")],
+    ),
+}
+
+
+def states() -> dict[str, str | None]:
+    """Fingerprints of the global generators of the modules imported so far."""
+    found: dict[str, str | None] = {}
+    for key, (module, getter, _) in GENERATORS.items():
+        if module in sys.modules:
+            try:
+                found[key] = fingerprint(getter())
+            except Exception:
+                found[key] = None
+    return found
+
+
+def patch() -> None:
+    """Wrap the seeding functions of the generators' modules imported so far (idempotent)."""
+    for key, (_, _, seeders) in GENERATORS.items():
+        for owner, attribute in seeders:
+            module = sys.modules.get(owner)
+            real = getattr(module, attribute, None) if module is not None else None
+            if real is None or getattr(real, "_kale_seed_watch", False):
+                continue
+            try:
+                setattr(module, attribute, _wrap(key, real))
+            except (AttributeError, TypeError):
+                continue
+
+
+def _wrap(key: str, real: Callable[..., Any]) -> Callable[..., Any]:
+    def seed(*args: Any, **kwargs: Any) -> Any:
+        if key not in _first_seed:
+            _first_seed[key] = states().get(key)
+        return real(*args, **kwargs)
+
+    seed._kale_seed_watch = True  # type: ignore[attr-defined]
+    seed.__wrapped__ = real  # type: ignore[attr-defined]
+    seed.__doc__ = real.__doc__
+    seed.__name__ = getattr(real, "__name__", "seed")
+    return seed
+
+
+def take_seeded_first(started: dict[str, str | None]) -> list[str]:
+    """Generators the segment seeded before drawing from them (given its starting states)."""
+    seeded = [
+        key
+        for key, state in _first_seed.items()
+        if key not in started or (state is not None and state == started[key])
+    ]
+    _first_seed.clear()
+    return sorted(seeded)
+
+
+_set_by_imports: set[str] = set()
+_env_watching = False
+
+
+def environment() -> dict[str, str]:
+    """name -> a short hash of the value, for every environment variable."""
+    return {
+        k: xxhash.xxh3_64_hexdigest(v.encode("utf-8", "replace")) for k, v in os.environ.items()
+    }
+
+
+def watch_environment() -> None:
+    """Record names set (or unset) inside an import; audit hooks cannot be removed, so the
+    hook is added once and costs a frame walk only when the environment changes."""
+    global _env_watching
+    if not _env_watching:
+        sys.addaudithook(_audit)
+        _env_watching = True
+    _set_by_imports.clear()
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event not in ("os.putenv", "os.unsetenv") or not args:
+        return
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            name = args[0]
+            _set_by_imports.add(os.fsdecode(name) if isinstance(name, bytes) else str(name))
+            return
+        frame = frame.f_back
+
+
+def take_set_by_imports() -> list[str]:
+    found = sorted(_set_by_imports)
+    _set_by_imports.clear()
+    return found
