@@ -12,11 +12,12 @@ and, from that folder, with `MPLBACKEND=Agg` and `PYTHONHASHSEED=0`:
    as a user would, timed, then reads each step's printed output from kfp.local's `run.log`;
 3. compares them step by step and prints one table row per notebook (the JSON has every text).
 
-A step's expected output is what the `imports` and `functions` cells printed (Kale runs them at
-the top of every step) followed by what the step's own cells printed; `pipeline-metrics` cells
-belong to the last step (the one that reports the metrics). Parameters cells belong to no step:
-Kale passes their values in instead of running them. A notebook with no `step:`/`block:` tag is
-one step, paired with the pipeline's task if it has exactly one.
+A step's expected output is what the `imports`, `functions` and parameters cells printed (every
+step runs them first: Kale prepends the prologue, and a parameters cell holding more than literal
+assignments runs as papermill runs it, before the run's values are bound) followed by what the
+step's own cells printed; `pipeline-metrics` cells belong to the last step (the one that reports
+the metrics). A notebook with no `step:`/`block:` tag is one step, paired with the pipeline's
+task if it has exactly one.
 
 Seeds: a notebook whose code calls no `seed(` gets, in both runs, a hidden `imports` cell first
 (`random.seed(0)`, and `numpy.random.seed(0)` when numpy is importable), inserted just before its
@@ -252,7 +253,8 @@ def _printed(cells: list[KaleCell], ref: NotebookNode, roles: tuple[str, ...], n
 
 def per_step_text(cells: list[KaleCell], ref: NotebookNode, name: str) -> dict[str, str]:
     """Each step's printed text on stream `name`: the prologue's, then its own cells'."""
-    texts = dict.fromkeys(step_names(cells), _printed(cells, ref, ("imports", "functions"), name))
+    prologue = _printed(cells, ref, ("imports", "functions", "parameters"), name)
+    texts = dict.fromkeys(step_names(cells), prologue)
     for cell, ran in zip(cells, ref.cells, strict=True):
         if cell.role in ("step", "metrics"):
             for step in cell.steps:
