@@ -1,17 +1,20 @@
 """The `kale-trace` command line: compile and run notebooks as KFP v2 pipelines.
 
 Exit codes: 0 success, 1 a problem in the notebook or its run (a clear message, no Python
-traceback unless --debug), 2 a usage error.
+traceback unless --debug), 2 a usage error, 130 Ctrl-C, 143 SIGTERM. Everything printed goes
+through safe_text: credentials masked, notebook-controlled control characters escaped.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
+import logging
 import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -20,10 +23,56 @@ from kale_trace.codegen.packages import read_requirements
 from kale_trace.compiler import CompileOptions, compile_notebook
 from kale_trace.errors import KaleTraceError
 from kale_trace.executor.parameters import parse_cli_value, read_values_file
+from kale_trace.interrupts import Terminated, sigterm_unwinds
+from kale_trace.outputs import write_error
+from kale_trace.runners.cluster import DEFAULT_TIMEOUT, TIMEOUT_ENV
+from kale_trace.safe_text import (
+    add_cookies,
+    add_environment,
+    add_secret,
+    add_url,
+    for_terminal,
+    public_url,
+)
+
+# What the command has written so far (output folder, run folder, a run on a cluster): an
+# interruption says exactly that, never "no output was written" after something was.
+_written: list[str] = []
 
 
-def _echo(message: str) -> None:
-    click.echo(click.style("kale-trace: ", fg="cyan") + message, err=True)
+def _echo(message: str, colour: str | None = None) -> None:
+    """A progress line on stderr; everything printed goes through `_say` or here."""
+    text = for_terminal(message)
+    click.echo(click.style("kale-trace: ", fg="cyan") + click.style(text, fg=colour), err=True)
+
+
+def _say(line: str) -> None:
+    """A result line on stdout: redacted, and notebook-controlled text made harmless."""
+    click.echo(for_terminal(line))
+
+
+class _SafeLogRecords(logging.Filter):
+    """Log lines that reach the terminal (Python's last-resort handler): redacted, neutralised.
+
+    An interrupted dry run leaves nbclient's kernel-polling tasks behind; asyncio then logs
+    "Task exception was never retrieved ... DeadKernelError" at exit, after our message.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith(("Task exception was never", "Future exception was never")):
+            return False
+        record.msg, record.args = for_terminal(message), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = for_terminal(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+def _quiet_logging() -> None:
+    safe = _SafeLogRecords()
+    for target in (logging.getLogger("asyncio"), logging.lastResort):
+        if target is not None and safe.__class__ not in {type(f) for f in target.filters}:
+            target.addFilter(safe)
 
 
 def _trace_options(prefix: str = "") -> list[Callable[..., Any]]:
@@ -105,34 +154,71 @@ def _compile_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _guarded(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn kale-trace errors into a message and exit code 1."""
+    """Turn kale-trace errors into a message and exit code 1; Ctrl-C 130, SIGTERM 143."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         debug = kwargs.get("debug", False)
+        _written.clear()
+        add_environment()  # KF_PIPELINES_TOKEN & co: never printed, whatever prints them
+        _quiet_logging()
         try:
-            return function(*args, **kwargs)
+            with sigterm_unwinds():
+                return function(*args, **kwargs)
         except KaleTraceError as error:
-            if debug:
-                traceback.print_exc()
-            click.echo(click.style(error.render(), fg="red"), err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("kale-trace: interrupted; no output was written.", err=True)
-            sys.exit(130)
+            _fail(error, debug)
+        except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM as Terminated
+            _interrupted(stop)
         except click.ClickException:
             raise  # usage errors found while reading the options: click's exit code 2
+        except OSError as error:  # a file kale-trace could not read or write: the OS's reason
+            _fail(_os_error(error), debug)
         except Exception as error:  # a bug in kale-trace: say so, briefly
             if debug:
-                traceback.print_exc()
+                _traceback()
             click.echo(
-                f"error: internal error in kale-trace: {type(error).__name__}: {error}\n"
-                "rerun with --debug for the traceback, and please report it",
+                for_terminal(
+                    f"error: internal error in kale-trace: {type(error).__name__}: {error}\n"
+                    "rerun with --debug for the traceback, and please report it"
+                ),
                 err=True,
             )
             sys.exit(1)
 
     return wrapper
+
+
+def _fail(error: KaleTraceError, debug: bool) -> NoReturn:
+    if debug:
+        _traceback()
+    click.echo(click.style(for_terminal(error.render()), fg="red"), err=True)
+    sys.exit(1)
+
+
+def _traceback() -> None:
+    click.echo(for_terminal(traceback.format_exc()), err=True, nl=False)
+
+
+def _interrupted(stop: KeyboardInterrupt) -> NoReturn:
+    """Say what was written before the interruption (and where), then exit 130 or 143."""
+    terminated = isinstance(stop, Terminated)
+    what, event = ("terminated (SIGTERM)", "signal") if terminated else ("interrupted", "Ctrl-C")
+    if _written:
+        said = f"written before the {event}: {'; '.join(_written)}"
+    else:
+        said = "no output was written"
+    click.echo(for_terminal(f"kale-trace: {what}; {said}."), err=True)
+    sys.exit(143 if terminated else 130)
+
+
+def _os_error(error: OSError) -> KaleTraceError:
+    """An OSError that escaped the stages: the path, the OS's reason, what to change."""
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return write_error(error)
+    where = error.filename or "a file"
+    return KaleTraceError(
+        f"cannot use {where}: {error.strerror or error}", fix=f"check {where} and its folder"
+    )
 
 
 def _options(
@@ -182,18 +268,19 @@ def compile_command(notebook: Path, outdir: Path, debug: bool, **kwargs: Any) ->
     """Trace NOTEBOOK once and write OUTDIR/<pipeline>.py, .yaml and dataflow.json."""
     options = _options(notebook, **kwargs)
     compiled = compile_notebook(notebook, outdir, options, progress=_echo)
+    _written.append(f"the compiled pipeline in {compiled.outdir}")
     if not options.trace:
         _echo("compiled from static analysis only (--no-trace): every edge is a guess")
     _report(compiled.dataflow)
-    click.echo(f"pipeline:  {compiled.python_path}")
-    click.echo(f"compiled:  {compiled.yaml_path}")
-    click.echo(f"dataflow:  {compiled.dataflow_path}")
-    click.echo(f"report:    {compiled.outdir / 'report.html'}")
+    _say(f"pipeline:  {compiled.python_path}")
+    _say(f"compiled:  {compiled.yaml_path}")
+    _say(f"dataflow:  {compiled.dataflow_path}")
+    _say(f"report:    {compiled.outdir / 'report.html'}")
 
 
-def _cluster_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """`run`'s cluster options, gathered into one `cluster` argument (None: run locally)."""
-    options = [
+def _cluster_option_list() -> list[Callable[..., Any]]:
+    """The options of `run --kfp-host` (credentials also from kfp's environment variables)."""
+    return [
         click.option("--kfp-host", metavar="URL", help="Run on this KFP API server, not locally."),
         click.option("--kfp-namespace", help="Profile namespace on multi-user Kubeflow."),
         click.option(
@@ -218,7 +305,22 @@ def _cluster_options(function: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Seconds between status checks with --wait.",
         ),
+        click.option(
+            "--kfp-timeout",
+            type=click.FloatRange(min=0, min_open=True),
+            default=DEFAULT_TIMEOUT,
+            envvar=TIMEOUT_ENV,
+            show_envvar=True,
+            show_default=True,
+            metavar="SECONDS",
+            help="Longest the KFP server may take to accept the run (all requests together), "
+            "and each status check with --wait.",
+        ),
     ]
+
+
+def _cluster_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`run`'s cluster options, gathered into one `cluster` argument (None: run locally)."""
 
     @functools.wraps(function)
     def wrapper(**kwargs: Any) -> Any:
@@ -226,6 +328,9 @@ def _cluster_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
         host = kwargs.pop("kfp_host")
         given = {k: kwargs.pop(k) for k in ("kfp_namespace", "experiment", "run_name", "wait")}
+        add_url(host)  # before anything runs: no message may show these
+        add_secret(kwargs["kfp_token"])
+        add_cookies(kwargs["kfp_cookies"])
         cluster = ClusterOptions(
             host=host or "",
             namespace=given["kfp_namespace"],
@@ -235,13 +340,14 @@ def _cluster_options(function: Callable[..., Any]) -> Callable[..., Any]:
             token=kwargs.pop("kfp_token"),
             cookies=kwargs.pop("kfp_cookies"),
             poll_interval=kwargs.pop("poll_interval"),
+            timeout=kwargs.pop("kfp_timeout"),
         )
         if not host and any(given.values()):
             used = ", ".join("--" + k.replace("_", "-") for k, v in given.items() if v)
             raise click.UsageError(f"{used} need --kfp-host (without it the run is local)")
         return function(cluster=cluster if host else None, **kwargs)
 
-    return _apply(options)(wrapper)
+    return _apply(_cluster_option_list())(wrapper)
 
 
 @main.command("run")
@@ -254,38 +360,46 @@ def run_command(notebook: Path, outdir: Path, debug: bool, cluster: Any, **kwarg
 
     options = _options(notebook, **kwargs)
     compiled = compile_notebook(notebook, outdir, options, progress=_echo)
+    _written.append(f"the compiled pipeline in {compiled.outdir}")
     _report(compiled.dataflow)
     if cluster is not None:
         from kale_trace.runners.cluster import run_on_cluster
 
-        _echo(f"running on the KFP server at {cluster.host}")
-        remote = run_on_cluster(compiled, cluster, progress=_echo)
-        click.echo(f"pipeline:  {compiled.python_path}")
-        click.echo(f"compiled:  {compiled.yaml_path}")
-        click.echo(f"run:       {remote.run_id}")
-        click.echo(f"url:       {remote.url}")
+        _echo(f"running on the KFP server at {public_url(cluster.host)}")
+        remote = run_on_cluster(compiled, cluster, progress=_echo, wrote=_written.append)
+        _say(f"pipeline:  {compiled.python_path}")
+        _say(f"compiled:  {compiled.yaml_path}")
+        _say(f"run:       {remote.run_id}")
+        _say(f"url:       {remote.url}")
         if remote.state:
-            click.echo(f"state:     {remote.state}")
+            _say(f"state:     {remote.state}")
         return
     _echo(f"running {len(compiled.dataflow.steps)} steps locally with kfp.local")
-    run = run_locally(compiled.dataflow, compiled.outdir / "runs", progress=_echo)
-    click.echo(f"pipeline:  {compiled.python_path}")
-    click.echo(f"compiled:  {compiled.yaml_path}")
-    click.echo(f"outputs:   {run.run_dir}")
+    run = run_locally(
+        compiled.dataflow,
+        compiled.outdir / "runs",
+        progress=_echo,
+        started=lambda folder: _written.append(f"the local run's partial results in {folder}"),
+    )
+    _say(f"pipeline:  {compiled.python_path}")
+    _say(f"compiled:  {compiled.yaml_path}")
+    _say(f"outputs:   {run.run_dir}")
     for path in run.outputs():
-        click.echo(f"  {path.relative_to(run.run_dir)}")
+        _say(f"  {path.relative_to(run.run_dir)}")
 
 
 def _report(flow: Any) -> None:
     for note in flow.notebook.notes:
         where = f"cell {note.cell}: " if note.cell is not None else ""
         text = f"{'warning' if note.warning else 'note'}: {where}{note.message}"
-        _echo(click.style(text, fg="yellow") if note.warning else text)
+        _echo(text, colour="yellow" if note.warning else None)
     for step in flow.steps:
         inputs = ", ".join(f"{f.variable}<-{f.producer}" for f in step.inputs) or "-"
         _echo(f"step {step.display_name}: inputs {inputs}")
+    for note in flow.notes:
+        _echo(f"note: step {note['step']}: {note['message']}")
     for warning in flow.warnings:
-        _echo(click.style(f"warning: step {warning['step']}: {warning['message']}", fg="yellow"))
+        _echo(f"warning: step {warning['step']}: {warning['message']}", colour="yellow")
 
 
 _REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".json": "json"}
@@ -358,11 +472,14 @@ def _write_report(
         text = render_diff(diff(load_report(against), report, str(against), str(source)), fmt)
     else:
         text = render(report, fmt)
-    if output is None:
-        click.echo(text, nl=False)
+    if output is None:  # on a terminal, escapes in notebook text must not act
+        click.echo(for_terminal(text) if sys.stdout.isatty() else text, nl=False)
         return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        raise write_error(error, error.filename or output) from None
     _echo(f"report: {output}")
 
 

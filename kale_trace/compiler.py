@@ -21,7 +21,7 @@ from kale_trace.executor.kernel import Kernel
 from kale_trace.marshal.roundtrip import check_round_trips
 from kale_trace.notebook.loader import load_notebook
 from kale_trace.notebook.model import Notebook
-from kale_trace.outputs import atomic_folder
+from kale_trace.outputs import atomic_folder, check_target
 from kale_trace.report import write_reports
 from kale_trace.tracer.dataflow import Dataflow, build_dataflow
 from kale_trace.tracer.static_run import static_run
@@ -96,6 +96,7 @@ def compile_notebook(
     progress: Callable[[str], None] = lambda _: None,
 ) -> Compiled:
     """Trace and compile; writes <pipeline>.py, .yaml, dataflow.json and the type report."""
+    check_target(outdir)  # refuse a folder kale-trace may not replace before the dry run
     flow = trace_notebook(path, options, progress)
     name = flow.pipeline
     with atomic_folder(outdir) as staging:

@@ -19,6 +19,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -112,6 +113,45 @@ class Request:
 
 
 @dataclass
+class RawAnswer:
+    """A misbehaving answer sent instead of the API's: whatever a proxy or another service sends.
+
+    `body` may depend on the request (a server echoing our headers); `trickle` sends it one
+    byte at a time, that many seconds apart (a server a read timeout never catches).
+    """
+
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | Callable[[Request], bytes] = b""
+    trickle: float = 0.0
+
+
+def login_page(title: str = "Log in to Kubeflow") -> RawAnswer:
+    """What an auth proxy (oauth2-proxy, Dex) serves instead of the API."""
+    page = f"<!DOCTYPE html><html><head><title>{title}</title></head><body><form>"
+    return RawAnswer(200, {"Content-Type": "text/html; charset=utf-8"}, page.encode())
+
+
+def redirect_to(location: str, status: int = 302) -> RawAnswer:
+    return RawAnswer(status, {"Location": location, "Content-Type": "text/html"}, b"")
+
+
+def json_answer(text: str, trickle: float = 0.0) -> RawAnswer:
+    """A 200 with this text as its JSON body, valid or not."""
+    return RawAnswer(200, {"Content-Type": "application/json"}, text.encode(), trickle)
+
+
+def echo_headers(status: int = 500) -> RawAnswer:
+    """An error page that prints the request's headers back, credentials included."""
+
+    def body(request: Request) -> bytes:
+        lines = [f"{name}: {value}" for name, value in request.headers.items()]
+        return ("upstream error; request was:\n" + "\n".join(lines)).encode()
+
+    return RawAnswer(status, {"Content-Type": "text/plain"}, body)
+
+
+@dataclass
 class RunScript:
     """What successive GETs of a run report: (run state, {task display name: state})."""
 
@@ -130,6 +170,9 @@ class KfpApiServer:
         self.token = token  # if set, every request must carry `Authorization: Bearer <token>`
         self.fail: dict[str, int] = {}  # route prefix ("GET /apis/v2beta1/runs") -> status
         self.stall: dict[str, float] = {}  # route prefix -> seconds to wait before answering
+        self.raw: dict[str, RawAnswer] = {}  # route prefix -> answer instead of the API's
+        self.cut_off: list[tuple[str, int, int]] = []  # (route, bytes sent, body length)
+        self.trickled = threading.Event()  # a trickled answer ended: sent whole, or cut off
         self.requests: list[Request] = []
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.versions: dict[str, dict[str, Any]] = {}
@@ -178,6 +221,11 @@ class KfpApiServer:
             "experiment_id": experiment_id, "display_name": name, "namespace": namespace,
         }  # fmt: skip
         return experiment_id
+
+    def raw_answer(self, request: Request) -> RawAnswer | None:
+        """The misbehaving answer for this request, by the longest matching route prefix."""
+        matches = [p for p in self.raw if request.route.startswith(p)]
+        return self.raw[max(matches, key=len)] if matches else None
 
     # ---- the API ----
 
@@ -445,6 +493,11 @@ class KfpApiServer:
                 raw = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 request = Request(self.command, url.path, query, headers)
+                answer = server.raw_answer(request)
+                if answer is not None:
+                    server.requests.append(request)
+                    _send_raw(self, server, request, answer)
+                    return
                 try:
                     _parse_body(request, headers.get("content-type", ""), raw)
                     server.requests.append(request)
@@ -453,15 +506,48 @@ class KfpApiServer:
                     status = error.status
                     body = {"code": 3, "message": str(error), "details": []}
                 data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:  # a client that gave up waiting (a stall test)
+                    self.close_connection = True
 
             do_GET = do_POST = do_DELETE = _serve
 
         return Handler
+
+
+def _send_raw(
+    handler: BaseHTTPRequestHandler, server: KfpApiServer, request: Request, answer: RawAnswer
+) -> None:
+    """Send a misbehaving answer: stalled, trickled a byte at a time, or as it is."""
+    for prefix, seconds in server.stall.items():
+        if request.route.startswith(prefix):
+            time.sleep(seconds)
+    data = answer.body(request) if callable(answer.body) else answer.body
+    handler.send_response(answer.status)
+    for name, value in answer.headers.items():
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    if not answer.trickle:
+        handler.wfile.write(data)
+        return
+    sent = 0
+    try:
+        for byte in data:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            sent += 1
+            time.sleep(answer.trickle)
+    except OSError:  # the client hung up: record how far it let us get
+        server.cut_off.append((request.route, sent, len(data)))
+        handler.close_connection = True
+    finally:
+        server.trickled.set()
 
 
 def _parse_body(request: Request, content_type: str, raw: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -10,8 +11,10 @@ from conftest import read_json
 CLI = [sys.executable, "-m", "kale_trace"]
 
 
-def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+def run(*args: str, cwd=None, env=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 def test_usage_errors_exit_2(tmp_path):
@@ -67,3 +70,19 @@ def test_no_trace_says_so(notebook, tmp_path):
     flow = read_json(tmp_path / "out" / "dataflow.json")
     assert flow["traced"] is False
     assert flow["steps"][1]["inputs"][0]["source"] == "ast"
+
+
+def test_the_compiled_yaml_is_byte_identical_in_every_process(notebook, tmp_path):
+    """KFP prints defaults in protobuf map order, which differs between processes."""
+    config = '{"zeta": 1, "alpha": {"q": 1, "b": 2, "k": 3}, "c": [{"y": 1, "x": 2}], "m": 4}'
+    path = notebook([("parameters", f"conf = {config}\nrate = 0.5"), ("step:a", "x = conf")])
+    files = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"out{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        result = run("compile", str(path), "-o", str(out), "--no-trace", env=env)
+        assert result.returncode == 0, result.stderr
+        files.append((out / "nb.yaml").read_bytes())
+    assert files[0] == files[1]
+    header = files[0].decode().split("components:")[0]
+    assert 'conf: str [Default: \'{"zeta": 1, "alpha": {"q": 1' in header  # JSON text

@@ -12,7 +12,16 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from conftest import write_notebook
-from kfp_api_server import KfpApiServer, Rejected, RunScript, check_model
+from kfp_api_server import (
+    KfpApiServer,
+    Rejected,
+    RunScript,
+    check_model,
+    echo_headers,
+    json_answer,
+    login_page,
+    redirect_to,
+)
 from kfp_server_api import models
 
 from kale_trace.cli import main
@@ -245,23 +254,161 @@ def test_an_unreachable_server_exits_1_with_a_message(nb, tmp_path):
     assert "0x" not in result.stderr  # no object reprs from urllib3
 
 
-def test_a_server_that_never_answers_times_out(nb, tmp_path, monkeypatch):
-    monkeypatch.setattr("kale_trace.runners.cluster.REQUEST_TIMEOUT", 0.2)
+def test_a_server_that_never_answers_times_out(nb, tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         sock.listen()  # connections queue up, nobody reads or answers them
         url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        result = run_cli(nb, tmp_path / "out", url)
+        result = run_cli(nb, tmp_path / "out", url, "--kfp-timeout", "0.3")
     assert result.exit_code == 1
-    assert f"cannot reach the KFP server at {url}" in result.stderr
-    assert "timed out" in result.stderr and "Traceback" not in result.output
-    with KfpApiServer() as server:  # every later request has the timeout too
-        server.stall["GET /apis/v2beta1/runs/"] = 1.0
-        result = run_cli(nb, tmp_path / "out", server.url, "--wait")
+    assert (
+        f"the KFP server at {url} did not answer within the 0.3 s limit (connecting)"
+        in result.stderr
+    )
+    assert "--kfp-timeout" in result.stderr and "Traceback" not in result.output
+    with KfpApiServer() as server:  # while following a run, each status check has the limit
+        server.stall["GET /apis/v2beta1/runs/"] = 5.0
+        result = run_cli(nb, tmp_path / "out", server.url, "--wait", "--kfp-timeout", "0.5")
     assert result.exit_code == 1
     (run_id,) = server.runs
-    assert f"cannot reach the KFP server at {server.url} (polling run {run_id}" in result.stderr
-    assert "timed out" in result.stderr
+    assert f"did not answer within the 0.5 s limit (polling run {run_id}" in result.stderr
+    assert len(server.routes("GET", f"{API}/runs/{run_id}")) == 1  # not retried
+
+
+def test_one_deadline_covers_the_whole_submission(nb, tmp_path):
+    """Each request is quick enough on its own; together they are not."""
+    with KfpApiServer() as server:
+        server.stall[""] = 0.3  # every request
+        result = run_cli(nb, tmp_path / "out", server.url, "--kfp-timeout", "1")
+    assert result.exit_code == 1
+    assert "did not answer within the 1 s limit" in result.stderr
+    assert not server.runs  # it gave up before starting a run
+    assert 2 <= len(server.requests) <= 4
+
+
+def test_a_trickling_answer_is_cut_at_the_deadline(nb, tmp_path, monkeypatch):
+    monkeypatch.setenv("KALE_TRACE_KFP_TIMEOUT", "0.5")  # the option's environment variable
+    body = json.dumps({"multi_user": False, "padding": " " * 200})
+    with KfpApiServer() as server:
+        server.raw[f"GET {API}/healthz"] = json_answer(body, trickle=0.05)  # 1 byte / 50 ms
+        result = run_cli(nb, tmp_path / "out", server.url)
+    assert result.exit_code == 1
+    assert "did not answer within the 0.5 s limit (connecting)" in result.stderr
+    assert server.trickled.wait(timeout=60)  # the server notices the hang-up at its next byte
+    ((route, sent, length),) = server.cut_off  # the client hung up half way, once
+    assert route == f"GET {API}/healthz" and sent < length
+    assert len(server.requests) == 1
+
+
+def test_a_login_page_is_not_the_kfp_api(nb, tmp_path):
+    with KfpApiServer() as server:
+        server.raw[""] = login_page("Sign in · Dex")
+        result = run_cli(nb, tmp_path / "out", server.url)
+    assert result.exit_code == 1
+    assert (
+        f"the server at {server.url} is not the KFP API (connecting): it answered with an "
+        "HTML page titled 'Sign in · Dex'" in result.stderr
+    )
+    assert "fix: pass the KFP API endpoint as --kfp-host" in result.stderr
+    assert "--kfp-cookies" in result.stderr
+
+
+def test_a_redirect_to_a_login_page_is_reported_not_followed(nb, tmp_path):
+    with KfpApiServer() as server:
+        server.raw[f"POST {API}/pipelines/upload"] = redirect_to(
+            f"{server.url}/login?state=st4te-value&client_id=kfp"
+        )
+        server.raw["GET /login"] = server.raw["POST /login"] = login_page()
+        result = run_cli(nb, tmp_path / "out", server.url)
+    assert result.exit_code == 1
+    assert (
+        f"is not the KFP API (uploading pipeline '{PIPELINE}'): it answered with a redirect "
+        f"(HTTP 302) to {server.url}/login" in result.stderr
+    )
+    assert "st4te-value" not in result.stderr
+    assert not server.routes("POST", "/login") and not server.routes("GET", "/login")
+
+
+def test_bad_json_and_json_of_another_service_are_named(nb, tmp_path):
+    with KfpApiServer() as server:
+        server.raw[f"POST {API}/pipelines/upload"] = json_answer('{"pipeline_id": "p-1",')
+        result = run_cli(nb, tmp_path / "out", server.url)
+    assert result.exit_code == 1
+    assert "it answered with a body that is not JSON (application/json)" in result.stderr
+    assert "Missing the required parameter" not in result.stderr
+    with KfpApiServer() as server:
+        server.raw[f"POST {API}/pipelines/upload"] = json_answer('{"status": "ok"}')
+        result = run_cli(nb, tmp_path / "out", server.url)
+    assert result.exit_code == 1
+    assert "it answered with JSON without the `pipeline_id` the KFP API sends" in result.stderr
+    assert "Missing the required parameter" not in result.stderr
+    assert not server.routes("GET", f"{API}/pipelines/", prefix=True)  # stopped right there
+
+
+def test_an_error_page_echoing_credentials_shows_none_of_them(nb, tmp_path, monkeypatch):
+    token_file = tmp_path / "sa-token"
+    token_file.write_text("sa-file-token-998877")
+    monkeypatch.setenv("KF_PIPELINES_SA_TOKEN_PATH", str(token_file))
+    monkeypatch.setenv("KF_PIPELINES_COOKIES", "authservice_session=cookie-556677")
+    secrets = ["sa-file-token-998877", "cookie-556677", "pw-hunter2-x"]
+    with KfpApiServer() as server:
+        server.raw[f"POST {API}/runs"] = echo_headers(500)
+        host = server.url.replace("http://", "http://admin:pw-hunter2-x@")
+        result = run_cli(nb, tmp_path / "out", host)
+    assert result.exit_code == 1
+    assert "answered HTTP 500" in result.stderr and "authorization: ***" in result.stderr
+    assert "http://admin:***@127.0.0.1" in result.stderr
+    echoed = server.routes("POST", f"{API}/runs")[0].headers
+    assert echoed["authorization"] == "Bearer sa-file-token-998877"  # they were really sent
+    assert not [s for s in secrets if s in result.output]
+    written = [p.read_bytes() for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert not [s for s in secrets for data in written if s.encode() in data]
+
+
+def test_a_token_in_the_url_or_on_the_command_line_is_never_printed(nb, tmp_path):
+    with KfpApiServer(token="cli-token-24680") as server:
+        server.fail[f"POST {API}/runs"] = 503
+        host = f"{server.url}?token=qs-token-13579"
+        result = run_cli(nb, tmp_path / "out", host, "--kfp-token", "cli-token-24680")
+    assert result.exit_code == 1
+    assert "qs-token-13579" not in result.output and "cli-token-24680" not in result.output
+
+
+def test_steps_are_named_by_the_compiled_task_names(tmp_path):
+    """a__b and a_b are KFP tasks a-b and a-b-2: progress and errors name the right step."""
+    twins = write_notebook(
+        tmp_path / "twins.ipynb",
+        [("step:a__b", "x = 1"), (["step:a_b", "prev:a__b"], "y = x")],
+    )
+    by_task = RunScript(
+        [("RUNNING", {"a-b": "SUCCEEDED", "a-b-2": "RUNNING"}), ("FAILED", {"a-b-2": "FAILED"})]
+    )
+    with KfpApiServer(by_task) as server:
+        result = run_cli(twins, tmp_path / "out", server.url, "--wait")
+    assert result.exit_code == 1
+    assert "step a__b: succeeded" in result.stderr and "failed steps: a_b" in result.stderr
+    by_display = RunScript([("FAILED", {"a__b": "FAILED", "a_b": "CANCELED"})])
+    with KfpApiServer(by_display) as server:
+        result = run_cli(twins, tmp_path / "out", server.url, "--wait")
+    assert "failed steps: a__b, a_b" in result.stderr
+
+
+def test_ctrl_c_while_following_says_the_run_keeps_going(nb, tmp_path, monkeypatch):
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("kale_trace.runners.cluster.time.sleep", interrupt)
+    with KfpApiServer(RunScript([("RUNNING", {}), ("SUCCEEDED", {})])) as server:
+        result = run_cli(nb, tmp_path / "out", server.url, "--wait")
+    assert result.exit_code == 130
+    (run_id,) = server.runs
+    assert "kale-trace: interrupted; written before the Ctrl-C: the compiled pipeline in" in (
+        result.stderr
+    )
+    assert (
+        f"run {run_id} on the KFP server, which keeps running there: "
+        f"{server.url}/#/runs/details/{run_id}." in result.stderr
+    )
 
 
 def test_cluster_options_need_kfp_host(nb, tmp_path):

@@ -6,8 +6,10 @@ import importlib.util
 import re
 import sys
 import uuid
+from collections import Counter
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import yaml
 from google.protobuf import json_format
@@ -16,6 +18,7 @@ from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_sp
 from kfp.dsl.graph_component import GraphComponent
 
 from kale_trace.errors import KaleTraceError
+from kale_trace.safe_text import printable
 
 
 def load_pipeline_module(path: Path) -> tuple[ModuleType, GraphComponent]:
@@ -46,12 +49,40 @@ def compile_to_yaml(python_path: Path, yaml_path: Path) -> None:
     _, pipeline = load_pipeline_module(python_path)
     try:
         compiler.Compiler().compile(pipeline, str(yaml_path))
+    except OSError as exc:  # the disk, not the pipeline: full, read-only, not ours
+        raise _naming(exc, yaml_path) from None
     except Exception as exc:
         raise KaleTraceError(
             f"the KFP compiler rejected the generated pipeline: {type(exc).__name__}: {exc}",
             fix="this is a bug in kale-trace; please report it with the notebook",
         ) from exc
-    _seal_header(yaml_path, pipeline)
+    try:
+        _seal_header(yaml_path, pipeline)
+    except OSError as exc:
+        raise _naming(exc, yaml_path) from None
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The OSError with the file it is about (a failed write() names none), for the caller
+    (the output folder, which knows the file's final name) to report."""
+    if error.filename is None:
+        return OSError(error.errno, error.strerror or str(error), str(path))
+    return error
+
+
+def task_names(pipeline_spec: dict[str, Any]) -> dict[str, str]:
+    """Each task of the pipeline's DAG, by the name KFP gives it, and its display name.
+
+    KFP derives task names from component names with its own sanitisation and de-duplication
+    (`a__b` and `a_b` become `a-b` and `a-b-2`); the compiled spec is the only sure source.
+    """
+    tasks = pipeline_spec.get("root", {}).get("dag", {}).get("tasks", {})
+    return {name: (task.get("taskInfo") or {}).get("name") or name for name, task in tasks.items()}
+
+
+def pipeline_spec_of(pipeline: GraphComponent) -> dict[str, Any]:
+    """The pipeline's IR spec as the JSON-style dict KFP writes."""
+    return json_format.MessageToDict(pipeline.pipeline_spec)
 
 
 # libyaml's safe loader when PyYAML was built with it: 10x faster on large pipelines.
@@ -62,17 +93,23 @@ _YAML_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
 
 
 def _seal_header(yaml_path: Path, pipeline: GraphComponent) -> None:
-    """Keep KFP's comment header a comment.
+    """Keep KFP's comment header a comment, and the same in every process.
 
     KFP writes parameter defaults into the header raw: a default holding a line break ends
     the comment and the rest of the value becomes YAML (kfp 2.17). Every header line that
-    does not start with `#` is commented; then the file must load back to the spec KFP built.
+    does not start with `#` is commented, control characters are escaped; then the file must
+    load back to the spec KFP built.
     """
-    spec = json_format.MessageToDict(pipeline.pipeline_spec)
-    header = extract_comments_from_pipeline_spec(spec, pipeline.description)
+    spec = pipeline_spec_of(pipeline)
+    # KFP prints defaults in the order protobuf maps iterate, which differs between processes
+    # (and even between two conversions in one); printed from a key-sorted spec, the header
+    # is the same for the same pipeline every time. Any order gives the same characters.
+    header = extract_comments_from_pipeline_spec(_sorted(spec), pipeline.description)
     text = yaml_path.read_bytes().decode("utf-8")  # no newline translation: \r stays \r
-    if text.startswith(header):
+    if Counter(text[: len(header)]) == Counter(header):
         lines = _YAML_LINE_BREAK.split(header.rstrip("\n"))
+        # YAML refuses control characters even in comments (a notebook named with an escape).
+        lines = [printable(line) for line in lines]
         sealed = "\n".join(line if line.startswith("#") else f"#    {line}" for line in lines)
         text = sealed + "\n" + text[len(header) :]
         yaml_path.write_bytes(text.encode("utf-8"))
@@ -86,3 +123,12 @@ def _seal_header(yaml_path: Path, pipeline: GraphComponent) -> None:
             details=str(documents[0]) if documents else "",
             fix="this is a bug in kale-trace or kfp; please report it with the notebook",
         )
+
+
+def _sorted(value: Any) -> Any:
+    """`value` with every mapping's keys in sorted order, recursively."""
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value

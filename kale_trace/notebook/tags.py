@@ -185,6 +185,15 @@ def _report(parsed: CellTags, value: str, tag: str) -> None:
     parsed.report = word in _TRUE
 
 
+def _notebook(parsed: CellTags, value: str, tag: str) -> None:
+    raise KaleTraceError(
+        f"{tag!r} composes another notebook into this pipeline (Kale 2.3), which kale-trace "
+        "does not do yet",
+        fix="copy the referenced notebook's tagged cells into this notebook, or compile and "
+        "run it on its own",
+    )
+
+
 def _old_dataflow(parsed: CellTags, value: str, tag: str) -> None:
     """Kale's 2019 `in:`/`out:` named variables by hand; the dry run observes them."""
 
@@ -201,6 +210,7 @@ _HANDLERS: dict[str, Callable[[CellTags, str, str], None]] = {
     "cache": _cache,
     "retries": _retries,
     "report": _report,
+    "notebook": _notebook,
     "in": _old_dataflow,
     "out": _old_dataflow,
 }
