@@ -190,6 +190,13 @@ def frames(draw):
     return frame
 
 
+def _arrow_exact_dtype(dtype) -> bool:
+    """Not objects, strings, complex numbers or a non-native byte order."""
+    if str(dtype) == "object" or isinstance(dtype, pd.StringDtype):
+        return False
+    return getattr(dtype, "kind", "") != "c" and getattr(dtype, "isnative", True)
+
+
 def frame_marshaller(frame: pd.DataFrame) -> Marshaller:
     return choose_marshaller(describe(frame))
 
@@ -208,9 +215,9 @@ def test_frames_round_trip_exactly(frame, tmp_path):
 @SETTINGS
 @given(frame=frames())
 def test_frames_without_object_columns_never_unpickle(frame, tmp_path):
-    frame = frame.select_dtypes(exclude=["object", "str", "complex"])
+    # Not select_dtypes(exclude="str"): pandas 2 refuses string dtypes there.
     frame = (
-        frame[[c for c in frame if getattr(frame[c].dtype, "isnative", True)]]
+        frame[[c for c in frame if _arrow_exact_dtype(frame[c].dtype)]]
         if len(frame.columns)
         else frame
     )

@@ -37,6 +37,7 @@ from kale_trace.marshal import (
     by_name,
     choose_marshaller,
 )
+from kale_trace.marshal.environment import environment_error, import_problem
 
 # Values above this size are checked once per type (the first one seen), not each of them.
 SIZE_LIMIT = 256 * 1024 * 1024
@@ -76,7 +77,7 @@ def save_values(user_ns: dict[str, Any], request_path: str) -> None:
     from kale_trace.tracer.fingerprint import fingerprint
 
     request = json.loads(Path(request_path).read_text(encoding="utf-8"))
-    results = {}
+    results, imported = {}, {}
     for item in request["items"]:
         result: dict[str, Any] = {}
         results[item["id"]] = result
@@ -89,6 +90,9 @@ def save_values(user_ns: dict[str, Any], request_path: str) -> None:
             continue
         marshaller = by_name(item["marshaller"])
         artifact = _artifact(item["path"])
+        if problem := import_problem(marshaller.packages, imported):
+            result.update(error=problem["traceback"], environment=problem)
+            continue
         try:
             result["fingerprint"] = fingerprint(value)
             functions = emitted_functions(marshaller)
@@ -115,10 +119,14 @@ def load_values(request_path: str) -> None:
     from kale_trace.tracer.fingerprint import fingerprint
 
     request = json.loads(Path(request_path).read_text(encoding="utf-8"))
-    results = {}
+    results, imported = {}, {}
     for item in request["items"]:
+        marshaller = by_name(item["marshaller"])
+        if problem := import_problem(marshaller.packages, imported):
+            results[item["id"]] = {"error": problem["traceback"], "environment": problem}
+            continue
         try:
-            value = load_artifact(by_name(item["marshaller"]), item["path"], item["metadata"])
+            value = load_artifact(marshaller, item["path"], item["metadata"])
             results[item["id"]] = {"fingerprint": fingerprint(value)}
         except Exception:
             results[item["id"]] = {"error": traceback.format_exc()}
@@ -275,7 +283,7 @@ def check_round_trips(
             result = saved[item["id"]]
             flows = groups[(item["producer"], item["variable"])]
             if "error" in result:
-                _fail(flow, item, flows, "saving it failed", result["error"])
+                _fail(flow, item, flows, "saving it failed", result)
             item["metadata"] = result.get("metadata")
             item["fingerprint"] = result.get("fingerprint")
             if result.get("pickled_parts") and item["marshaller"] == ARROW.name:
@@ -291,7 +299,7 @@ def check_round_trips(
             result = loaded[item["id"]]
             flows = groups[(item["producer"], item["variable"])]
             if "error" in result:
-                _fail(flow, item, flows, "loading it in a fresh process failed", result["error"])
+                _fail(flow, item, flows, "loading it in a fresh process failed", result)
             if result["fingerprint"] is None or result["fingerprint"] != item["fingerprint"]:
                 changed.append(item)
         if changed:
@@ -306,7 +314,7 @@ def check_round_trips(
                     # compare it exactly with the original. Say so instead of failing.
                     flow.warnings.append(_unproven(item, flows))
                     continue
-                _fail(flow, item, flows, "it comes back different", result.get("error"))
+                _fail(flow, item, flows, "it comes back different", result)
 
 
 def _write_request(items: list[dict[str, Any]], tmp: str, name: str) -> tuple[str, str]:
@@ -359,11 +367,17 @@ def _unproven(item: dict[str, Any], flows: list[Any]) -> dict[str, str]:
 
 
 def _fail(
-    flow: Any, item: dict[str, Any], flows: list[Any], what: str, details: str | None
+    flow: Any, item: dict[str, Any], flows: list[Any], what: str, result: dict[str, Any]
 ) -> None:
     consumers = sorted({f.consumer for f in flows})
     named = ", ".join(f"'{c}'" for c in consumers)
     producer, variable = item["producer"], item["variable"]
+    if result.get("environment"):  # a library that does not import: not the notebook's fault
+        needed_for = (
+            f"the {item['marshaller']} format that carries '{variable}' ({item['type']}) "
+            f"from step '{producer}' to step {named} needs it"
+        )
+        raise environment_error(result["environment"], needed_for, str(flow.notebook.path))
     raise KaleTraceError(
         f"'{variable}' ({item['type']}) cannot cross from step '{producer}' to step {named}: "
         f"{what} with the {item['marshaller']} format",
@@ -371,5 +385,5 @@ def _fail(
         step=producer,
         fix=f"merge step '{producer}' with {named}, or re-create '{variable}' in "
         f"{named} instead of passing it",
-        details=details,
+        details=result.get("error"),
     )

@@ -51,7 +51,7 @@ def install(shell: Any) -> None:
     Functions keep the namespace they were defined in as their globals, so this must happen
     first: later, old functions would read a stale copy.
     """
-    from IPython.core.interactiveshell import make_main_module_type
+    from kale_trace.compat import make_main_module_type
 
     if isinstance(shell.user_ns, TrackingNamespace):
         return
