@@ -246,7 +246,7 @@ def test_global_rng_state_travels_and_environment_changes_are_warned(notebook, t
             ("imports", "import numpy as np"),
             ("step:a", "np.random.seed(0)"),
             (["step:b", "prev:a"], "x = np.random.rand()"),
-            (["step:c", "prev:b"], "import os\nos.environ['KALE_TRACE_TEST'] = '1'"),
+            (["step:c", "prev:b"], "import os\nos.environ['KALE_TRACE_TEST'] = os.getcwd()"),
         ]
     )
     flow = trace(path)

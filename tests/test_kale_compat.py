@@ -286,7 +286,7 @@ def test_environment_changes_are_warned_by_name_and_imports_are_not(notebook, tr
     flow = trace(
         notebook(
             [
-                ("step:a", "import os, sklearn\nos.environ['MY_FLAG'] = '1'"),
+                ("step:a", "import os, sklearn\nos.environ['MY_FLAG'] = os.getcwd()"),
                 (["step:b", "prev:a"], "print(os.environ.get('MY_FLAG'))"),
             ]
         )  # fmt: skip

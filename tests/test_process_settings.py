@@ -103,3 +103,61 @@ def test_sizes_in_the_report_are_what_a_step_writes_and_what_arrays_hold(noteboo
     assert array["size_bytes"] == 400 * 8 and array["saved_bytes"] >= 400 * 8
     report = (tmp_path / "out" / "report.md").read_text()
     assert "3.12 KiB in memory" in report and " saved" in report
+
+
+def test_import_path_directory_and_environment_set_by_a_step_reach_later_steps(
+    notebook, trace, tmp_path
+):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helper.py").write_text("FACTOR = 7\n")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "n.txt").write_text("6\n")
+    path = notebook([
+        ("imports", "import os\nimport sys"),
+        ("step:setup", "sys.path.insert(0, 'lib')\nos.environ['RUN_MODE'] = 'fast'\n"
+                       "os.environ['TOKEN'] = open('data/n.txt').read().strip() * 3"),
+        (["step:use", "prev:setup"], "import helper\nos.chdir('data')\n"
+                                     "print('mode', os.environ['RUN_MODE'], helper.FACTOR)"),
+        (["step:later", "prev:use"], "print('read', int(open('n.txt').read()) * 7)"),
+    ])  # fmt: skip
+    flow = trace(path)
+    use, later = flow.step("use").settings, flow.step("later").settings
+    assert use["sys.path"] == {"insert": ["lib"]} and use["environ"] == {"RUN_MODE": "fast"}
+    assert later["cwd"] == {"path": "data"}
+    # TOKEN's value is not in the notebook's code: never written, warned by name instead
+    assert "666" not in (tmp_path / "nb.ipynb").read_text()
+    assert all("TOKEN" not in s.settings.get("environ", {}) for s in flow.steps)
+    [warning] = [w for w in flow.warnings if w["variable"] == "environ"]
+    assert "TOKEN" in warning["message"] and "RUN_MODE" not in warning["message"]
+    assert not [w for w in flow.warnings if w["variable"] == "cwd"]
+    run = run_locally(flow, tmp_path / "runs")
+    printed = {t.task: "\n".join(t.log) for t in run.tasks}
+    assert "mode fast 7" in printed["use"] and "read 42" in printed["later"]
+
+
+def test_one_seed_in_the_imports_cell_gives_the_notebooks_numbers_in_every_step(
+    notebook, trace, tmp_path
+):
+    draws = {
+        "a": "x = np.random.rand()\nprint('a', round(x, 6))",
+        "b": "r = random.random()\nprint('b', round(r, 6), round(np.random.rand(), 6))",
+        "c": "t = torch.rand(2)\nprint('c', [round(v, 6) for v in t.tolist()])",
+        "d": "print('d', round(random.random(), 6), [round(v, 6) for v in torch.rand(1).tolist()])",
+    }
+    path = notebook([
+        ("imports", "import random\nimport numpy as np\nimport torch\n"
+                    "random.seed(0); np.random.seed(0); torch.manual_seed(0)"),
+        ("step:a", draws["a"]),
+        (["step:b", "prev:a"], draws["b"]),
+        (["step:c", "prev:b"], draws["c"]),
+        (["step:d", "prev:c"], draws["d"]),
+    ])  # fmt: skip
+    nb = nbformat.read(str(path), as_version=4)
+    NotebookClient(nb, kernel_name="python3").execute()
+    expected = {c.source: "".join(o.get("text", "") for o in c.outputs) for c in nb.cells}
+    flow = trace(path)
+    assert flow.warnings == []  # exact: nothing to warn about, and no false alarm on step a
+    run = run_locally(flow, tmp_path / "runs")
+    printed = {t.task: "\n".join(t.log) for t in run.tasks}
+    for step, source in draws.items():
+        assert expected[source].strip() and expected[source].strip() in printed[step], step

@@ -73,7 +73,18 @@ _SETTINGS = """def _kale_settings(settings):
     # The settings the notebook's kernel had when this step started: pandas sizes tables
     # differently in a kernel than in a plain process, and cells may have set others.
     import importlib
+    import os
+    import sys
 
+    if "cwd" in settings:  # first: the notebook's relative import path entries mean it
+        os.chdir(settings["cwd"]["path"])
+    sys.path[:0] = settings.get("sys.path", {}).get("insert", [])
+    sys.path.extend(settings.get("sys.path", {}).get("append", []))
+    for name, value in settings.get("environ", {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     for name, value in settings.get("pandas", {}).items():
         importlib.import_module("pandas").set_option(name, value)
     if "numpy" in settings:
@@ -457,8 +468,9 @@ def _render_step(
 
 
 def _step_settings(step: StepFlow, flow: Dataflow) -> dict[str, dict[str, Any]]:
-    """The step's settings for the modules it has (the stdlib's decimal it always has)."""
-    modules = flow.prologue_modules | step.modules | {"decimal"}
+    """The step's settings for the modules it has; the process's own (path, directory,
+    environment) and the stdlib's decimal it always has."""
+    modules = flow.prologue_modules | step.modules | {"decimal", "sys.path", "cwd", "environ"}
     modules |= {f.info.get("type", "").split(".")[0] for f in step.inputs}
     return {name: values for name, values in sorted(step.settings.items()) if name in modules}
 

@@ -6,9 +6,11 @@ cells, so it draws the notebook's numbers (a step that seeds before drawing need
 Where that cannot hold (a step split around another one that draws), and for the working
 directory, environment variables and pyplot's current figure, a warning names the step.
 
-Settings (pandas options, numpy print options, the decimal context, torch's defaults) are
+Settings (pandas options, numpy print options, the decimal context, torch's defaults, the
+import path entries, working directory and environment variables the notebook set) are
 values, not state that moves: each step is given the ones in effect when it started in the
-notebook, and sets them after its imports cells.
+notebook, and sets them after its imports cells. Environment values are carried only when the
+notebook's own code spells them out (else they may be secrets: warned, never written).
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def carry_settings(run: DryRun, steps: dict[str, StepFlow]) -> None:
     """Give each step the settings the kernel had when the step's first cell ran."""
     before = run.baseline.get("hidden", {}).get("settings", {})
     started: set[str] = set()
+    code = "\n".join(cell.source for segment in run.segments for cell in segment.cells)
     for segment in run.segments:
-        after = segment.probe.get("hidden", {}).get("settings", before)
+        after = _spelled_out(segment.probe.get("hidden", {}).get("settings", before), code)
         step = steps.get(segment.step)
         if step is not None and segment.step not in started:
             step.settings = {name: dict(values) for name, values in before.items()}
@@ -61,6 +64,14 @@ def carry_settings(run: DryRun, steps: dict[str, StepFlow]) -> None:
             step.settings = {m: values for m, values in step.settings.items() if values}
             started.add(segment.step)
         before = after
+
+
+def _spelled_out(settings: dict[str, Any], code: str) -> dict[str, Any]:
+    """Environment values the notebook's own code writes out; the others (read from a file, a
+    vault, getpass) may be secrets, and are never written into a pipeline: warned instead."""
+    environ = settings.get("environ", {})
+    kept = {k: v for k, v in environ.items() if v is None or (v and v in code)}
+    return {**settings, "environ": kept} if environ else settings
 
 
 def _receive(
@@ -119,17 +130,23 @@ def _split_warning(consumer: str, owner: str, key: str) -> dict[str, str]:
 
 
 def check_process_state(run: DryRun, warnings: list[dict[str, str]]) -> None:
-    """The working directory and environment variables a step changes for later steps."""
+    """The working directory and environment variables a step changes, where later steps
+    cannot be given them (a directory outside the notebook's, a value not in its code)."""
     before: dict[str, Any] = dict(run.baseline.get("hidden", {}))
+    code = "\n".join(cell.source for segment in run.segments for cell in segment.cells)
     for segment in run.segments:
         hidden = segment.probe.get("hidden", {})
         step = segment.step
-        if step not in _SETUP and "cwd" in before and hidden.get("cwd") != before["cwd"]:
+        replayed = hidden.get("settings", {})  # carried to later steps: nothing to warn
+        cwd_kept = "cwd" in replayed and ".." not in replayed["cwd"].get("path", "")
+        moved = "cwd" in before and hidden.get("cwd") != before["cwd"]
+        if step not in _SETUP and moved and not cwd_kept:
             warnings.append(_process_warning(step, "cwd", "changes the working directory"))
         old, new = before.get("environ", {}), hidden.get("environ", {})
         if step not in _SETUP and isinstance(old, dict) and isinstance(new, dict):
             changed = {k for k in old.keys() | new.keys() if old.get(k) != new.get(k)}
             changed -= set(segment.probe.get("env_set_by_imports", []))
+            changed -= set(_spelled_out(replayed, code).get("environ", {}))
             if changed:
                 names = ", ".join(sorted(changed)[:10])
                 warnings.append(

@@ -57,6 +57,7 @@ def reset(shell: Any = None, backup: str | None = None) -> None:
     process_state.patch()
     process_state.watch_environment()
     process_state.remember_builtins()
+    process_state.remember_process()
     _previous_rng.clear()
     _previous_rng.update(process_state.states())
 

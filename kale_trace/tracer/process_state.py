@@ -134,8 +134,12 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
 
 def take_set_by_imports() -> list[str]:
     found = sorted(_set_by_imports)
+    _ever_set_by_imports.update(found)
     _set_by_imports.clear()
     return found
+
+
+_ever_set_by_imports: set[str] = set()  # set again wherever the module is imported
 
 
 _builtins_at_start: dict[str, int] = {}
@@ -191,7 +195,7 @@ def settings() -> dict[str, dict[str, Any]]:
     rounding, torch's default dtype and deterministic flag: each only once its module is
     imported. Callables (a float_format function) cannot be written as values: left out.
     """
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, dict[str, Any]] = {k: v for k, v in _process().items() if v}
     for name, reader in _SETTINGS.items():
         if name in sys.modules:
             try:
@@ -201,6 +205,42 @@ def settings() -> dict[str, dict[str, Any]]:
             if values:
                 found[name] = values
     return found
+
+
+_at_start: dict[str, Any] = {}
+
+
+def remember_process() -> None:
+    """The kernel's import path, directory and environment before the first cell."""
+    _at_start.update(path=list(sys.path), cwd=os.getcwd(), environ=dict(os.environ))
+    _ever_set_by_imports.clear()
+
+
+def _process() -> dict[str, dict[str, Any]]:
+    """Import path entries, the directory and environment variables the notebook changed.
+
+    Environment values stay in the kernel's and kale-trace's memory: the host keeps only
+    those the notebook's own code spells out (`hidden_state.carry_settings`).
+    """
+    if not _at_start:
+        return {}
+    start, now = _at_start["path"], list(sys.path)
+    first = next((i for i, entry in enumerate(now) if entry in start), len(now))
+    added = [entry for entry in now if entry not in start and isinstance(entry, str)]
+    path = {"insert": [e for e in added if now.index(e) < first]}
+    path["append"] = [e for e in added if e not in path["insert"]]
+    cwd = os.getcwd()
+    old, new = _at_start["environ"], dict(os.environ)
+    environ = {
+        k: new.get(k)
+        for k in sorted(old.keys() | new.keys())
+        if old.get(k) != new.get(k) and k not in _ever_set_by_imports | _set_by_imports
+    }
+    return {
+        "sys.path": {k: v for k, v in path.items() if v},
+        "cwd": {"path": os.path.relpath(cwd, _at_start["cwd"])} if cwd != _at_start["cwd"] else {},
+        "environ": environ,
+    }
 
 
 def _plain(value: Any) -> bool:
