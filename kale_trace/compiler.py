@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kale_trace.cellcode import plain_python
+from kale_trace.cellcode import step_cell
 from kale_trace.codegen.kfp_compile import compile_to_yaml
 from kale_trace.codegen.render import render_pipeline
 from kale_trace.dataflow_json import dumps, to_dict
@@ -80,10 +80,11 @@ def trace_notebook(
 
 
 def _check_cells_compile(notebook: Notebook) -> None:
-    """Refuse cells a step cannot run (`!wget`, `%cd`) before the dry run runs any of them."""
+    """Refuse cells a step cannot run (`%connect_info`, `%matplotlib widget`) before the dry
+    run runs any of them."""
     for cell in notebook.cells:
         try:
-            plain_python(cell.source)
+            step_cell(cell.source)
         except KaleTraceError as error:
             where = {"cell": cell.index, "cell_source": cell.source, "step": cell.step}
             raise error.located(notebook=str(notebook.path), **where) from None

@@ -15,7 +15,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from kale_trace.cellcode import plain_python
+from kale_trace.cellcode import step_cell
 from kale_trace.codegen.emitted import select_definitions
 from kale_trace.codegen.formatting import format_python
 from kale_trace.codegen.literals import (
@@ -26,6 +26,7 @@ from kale_trace.codegen.literals import (
     value_literal,
 )
 from kale_trace.codegen.packages import pinned_requirements
+from kale_trace.codegen.step_cells import cells_source
 from kale_trace.codegen.step_settings import PipelineSettings, pipeline_settings, task_settings
 from kale_trace.errors import KaleTraceError
 from kale_trace.marshal import (
@@ -40,9 +41,11 @@ from kale_trace.notebook.model import Cell
 from kale_trace.notebook.settings import check_image
 from kale_trace.tracer.dataflow import Dataflow, Flow, StepFlow
 
-_DSL_IMPORTS = ["Artifact", "Dataset", "Input", "Metrics", "Model", "Output", "OutputPath"]
+_DSL_IMPORTS = ["Artifact", "Dataset", "HTML", "Input", "Metrics", "Model", "Output", "OutputPath"]
 _MODULE_NAMES = {"dsl", "compiler", "kfp", "BASE_IMAGE", *_DSL_IMPORTS}
 _BODY_NAMES = {"linecache", "json", "cloudpickle", "sys", "types"}
+OUTPUTS_PORT = "cell_outputs"  # every step: its cells' outputs, nbformat JSON (the runner reads it)
+REPORT_PORT = "step_report"  # the step's report (HTML), unless `report:false`
 
 _WRITE_PARAMETER = """def _kale_write_parameter(path, value):
     # KFP reads string outputs as text and every other type as JSON.
@@ -215,13 +218,22 @@ def _comment_safe(text: str) -> str:
 def _cell(cell: Cell, notebook_name: str, step: str | None) -> dict[str, Any]:
     where = f"{notebook_name} cell {cell.index}" + (f", step {step}" if step else "")
     try:
-        code = plain_python(cell.source)
+        runs = step_cell(cell.source)
     except KaleTraceError as error:
         raise error.located(cell=cell.index, cell_source=cell.source, step=step) from None
+    options = f", cell={cell.index}"
+    if runs.plain is None:
+        options += ", needs_ipython=True"  # no plain-Python form: `!cmd`, `%%writefile`, ...
+    elif runs.plain != runs.code:
+        options += f", plain={code_literal(runs.plain)}"
+    if "raises-exception" in cell.tags:
+        options += ", may_raise=True"
     return {
         "filename": value_literal(f"<{where}>"),
-        "code": code_literal(code),
-        "may_raise": "raises-exception" in cell.tags,
+        "code": code_literal(runs.code),
+        "options": options,
+        "packages": runs.packages,
+        "needs_ipython": runs.plain is None,
     }
 
 
@@ -262,12 +274,15 @@ def _render_step(
     notebook_name = flow.notebook.path.name
     function = names.functions[step.name]
     io = _Names(set(_BODY_NAMES) | BUILTIN_NAMES)
+    settings = flow.notebook.step(step.name).settings
+    cells = [_cell(c, notebook_name, step.name) for c in step.cells]
+    kept = _kept_outputs(step, settings.report, io)
     arguments: list[str] = []  # the task's call: io name = pipeline parameter or output
     restores: list[str] = []  # global generator states, set right before the step's cells
-    signature: list[str] = []
+    signature: list[str] = list(kept["signature"])
     loads: list[str] = []
     saves: list[str] = []
-    helpers: dict[str, str] = {}
+    helpers: dict[str, str] = {"cells": cells_source()}
     # Marshallers' sources by save function, and the functions this component calls.
     marshal_sources: dict[str, str] = {}
     entries: set[str] = set()
@@ -349,16 +364,17 @@ def _render_step(
         {
             "filename": value_literal(f"<{notebook_name}: import {name}>"),
             "code": code_literal(line + "\n"),
+            "options": "",
         }
         for name, line in sorted(step.imports.items())
     ] + [
         {
             "filename": value_literal(f"<{notebook_name}: definition of {name}>"),
             "code": code_literal(source + "\n"),
+            "options": "",
         }
         for name, source in step.definitions.items()
     ]
-    settings = flow.notebook.step(step.name).settings
     packages: list[str] = []
     if not local:
         marshal_packages = {p for _, port in inputs for p in port.marshaller.packages}
@@ -377,9 +393,12 @@ def _render_step(
             for f in step.inputs
             if "." in f.info.get("type", "")
         }
+        if any(c["needs_ipython"] for c in cells):
+            marshal_packages.add("ipython")  # `!cmd`, `%%writefile`: IPython runs them
         packages = pinned_requirements(
             flow.prologue_modules | step.modules | value_modules, marshal_packages
         )
+        packages += _installed_by_cells(flow, cells, packages)
     return {
         "function": function,
         "display_text": _comment_safe(step.display_name),
@@ -390,11 +409,44 @@ def _render_step(
         "helpers": [helpers[key] for key in sorted(helpers)],
         "loads": loads,
         "reemit": reemit,
-        "cells": [_cell(c, notebook_name, step.name) for c in step.cells],
+        "cells": cells,
+        "outputs_port": kept["outputs"],
+        "report": kept["report"],
         "saves": saves,
         "restores": restores,
         "arguments": arguments,
     }
+
+
+def _kept_outputs(step: StepFlow, report: bool | None, io: _Names) -> dict[str, Any]:
+    """The ports for the cells' outputs and the step's report (Kale's `report:`, on unless
+    `report:false`); taken before any notebook name, so the runner knows them."""
+    outputs = io.take(OUTPUTS_PORT)
+    kept: dict[str, Any] = {"outputs": outputs, "signature": [f"{outputs}: Output[Artifact]"]}
+    kept["report"] = None
+    if report is not False:
+        port = io.take(REPORT_PORT)
+        kept["signature"].append(f"{port}: Output[HTML]")
+        own = [c.index for c in step.cells]
+        kept["report"] = (
+            f"_kale_cells.report({port}.path, {value_literal(step.display_name)}, {own!r}, "
+            f"explicit={report is True})"
+        )
+    return kept
+
+
+def _installed_by_cells(flow: Dataflow, cells: list[dict[str, Any]], pins: list[str]) -> list[str]:
+    """What the step's `%pip install` lines (and the prologue's) name, unless pinned already."""
+    prologue = [step_cell(c.source).packages for c in flow.prologue]
+    named = [p for group in prologue for p in group] + [p for c in cells for p in c["packages"]]
+    have = {pin.split("==")[0].lower() for pin in pins}
+    extra: list[str] = []
+    for requirement in named:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower()
+        if name not in have:
+            have.add(name)
+            extra.append(requirement)
+    return extra
 
 
 def _value_of(item: Flow, marshaller: Marshaller) -> str:
