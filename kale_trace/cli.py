@@ -386,6 +386,26 @@ def run_command(notebook: Path, outdir: Path, debug: bool, cluster: Any, **kwarg
     _say(f"outputs:   {run.run_dir}")
     for path in run.outputs():
         _say(f"  {path.relative_to(run.run_dir)}")
+    _run_summary(compiled.dataflow, run)
+
+
+def _run_summary(flow: Any, run: Any) -> None:
+    """Each step's state and time, the metrics table, the output notebook and the reports."""
+    from kale_trace.runners.results import collect_results
+
+    results = collect_results(flow, run.run_dir, run.labels)
+    _say("steps:")
+    for task in run.tasks:
+        _say(f"  {run.labels.get(task.task, task.task):<24} {task.status.lower():<9} "
+             f"{task.seconds:7.1f} s")  # fmt: skip
+    if results.metrics:
+        width = max(len(name) for name in results.metrics)
+        _say("metrics:")
+        for name, value in results.metrics.items():
+            _say(f"  {name:<{width}}  {value:.6g}")
+    _say(f"notebook:  {results.notebook}")
+    for step, path in results.reports.items():
+        _say(f"report:    {step}: {path}")
 
 
 def _report(flow: Any) -> None:

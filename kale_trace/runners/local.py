@@ -53,6 +53,7 @@ class LocalRun:
     run_dir: Path  # the pipeline_root of this run: every task's outputs are under it
     tasks: list[TaskResult]
     succeeded: bool
+    labels: dict[str, str] = field(default_factory=dict)  # KFP task name -> step name
 
     def outputs(self) -> list[Path]:
         """Every output file the tasks wrote (artifacts and parameter files)."""
@@ -98,7 +99,7 @@ def run_locally(
     finally:
         _write_log(run_dir / "run.log", watch.full_log)
     tasks = watch.tasks
-    run = LocalRun(root, tasks, code == 0 and all(t.status == "SUCCESS" for t in tasks))
+    run = LocalRun(root, tasks, code == 0 and all(t.status == "SUCCESS" for t in tasks), labels)
     if not run.succeeded:
         failed = next((t for t in tasks if t.status != "SUCCESS"), None)
         raise KaleTraceError(
