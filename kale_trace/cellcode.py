@@ -231,7 +231,7 @@ class StepCell:
 def step_cell(source: str) -> StepCell:
     """The cell as a step runs it; refuses magics that cannot work outside a kernel."""
     check_runs_outside_a_kernel(source)
-    code, packages = _install_lines(source)
+    code, packages = install_lines(source)
     try:
         plain: str | None = plain_python(code)
     except (KaleTraceError, SyntaxError):
@@ -268,7 +268,7 @@ def _refuse_kernel_magic(what: str, why: str, fix: str | None = None) -> None:
     )
 
 
-def _install_lines(source: str) -> tuple[str, tuple[str, ...]]:
+def install_lines(source: str) -> tuple[str, tuple[str, ...]]:
     """`%pip install a b` lines as comments, and the requirements they name.
 
     The dry run's kernel runs them; a step installs the packages before it starts instead

@@ -97,6 +97,7 @@ class _kale_Cells:
             self.current = self.outputs.setdefault(cell, [])
             self.sources[cell] = code
         if self.shell is None and needs_ipython:
+            self.save()
             raise SystemExit(f"{filename} needs IPython (its magics): install ipython")
         with self._streams():
             if self.shell is not None:
