@@ -29,8 +29,7 @@ def plain_notebook_values(path: Path, names: list[str]) -> dict:
 def metrics_of(run_outputs: Path, task: str) -> dict:
     [executor_output] = run_outputs.glob(f"*/{task}/executor_output.json")
     artifacts = read_json(executor_output)["artifacts"]
-    [metrics] = [a["artifacts"][0]["metadata"] for a in artifacts.values()]
-    return metrics
+    return artifacts["metrics"]["artifacts"][0]["metadata"]
 
 
 def test_example_runs_as_a_local_pipeline_and_matches_the_notebook(tmp_path):

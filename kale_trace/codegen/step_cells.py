@@ -72,6 +72,9 @@ class _kale_Cells:
             def showtraceback(self, exc_tuple=None, *args, **kw):
                 cells.error(*self._get_exc_info(exc_tuple))
 
+            def init_completer(self):  # nobody types at a step: skip importing the completer
+                self.Completer = None
+
             def showsyntaxerror(self, *args, **kw):
                 import sys
 
