@@ -53,7 +53,8 @@ def plain_python(source: str) -> str:
 def _rewrite(source: str, *, strict: bool) -> str:
     transformed = python_source(source)
     if "get_ipython" not in transformed:
-        return source
+        # IPython's own rewrites without magics (`;f a` autoquotes): the cell as IPython runs it.
+        return source if _parses(source) else transformed
     tree = ast.parse(transformed)
     if not any(_magic_call(node) for node in ast.walk(tree)):
         return source
@@ -64,6 +65,14 @@ def _rewrite(source: str, *, strict: bool) -> str:
             _refuse(f"get_ipython().{leftover[0]}({_constant(leftover[1], 0)!r})")
     ast.fix_missing_locations(tree)
     return ast.unparse(tree) + "\n"
+
+
+def _parses(source: str) -> bool:
+    try:
+        ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    return True
 
 
 def _magic_call(node: ast.AST) -> tuple[str, list[ast.expr]] | None:

@@ -417,9 +417,11 @@ def _report(flow: Any) -> None:
         inputs = ", ".join(f"{f.variable}<-{f.producer}" for f in step.inputs) or "-"
         _echo(f"step {step.display_name}: inputs {inputs}")
     for note in flow.notes:
-        _echo(f"note: step {note['step']}: {note['message']}")
+        where = f"step {note['step']}: " if note["step"] else ""
+        _echo(f"note: {where}{note['message']}")
     for warning in flow.warnings:
-        _echo(f"warning: step {warning['step']}: {warning['message']}", colour="yellow")
+        where = f"step {warning['step']}: " if warning["step"] else ""
+        _echo(f"warning: {where}{warning['message']}", colour="yellow")
 
 
 _REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".json": "json"}

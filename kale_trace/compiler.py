@@ -6,12 +6,13 @@ folder at once or not at all.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kale_trace.cellcode import step_cell
+from kale_trace.cellcode import python_source, step_cell
 from kale_trace.codegen.kfp_compile import compile_to_yaml
 from kale_trace.codegen.render import render_pipeline
 from kale_trace.dataflow_json import dumps, to_dict
@@ -24,6 +25,7 @@ from kale_trace.notebook.model import Notebook
 from kale_trace.outputs import atomic_folder, check_target
 from kale_trace.report import write_reports
 from kale_trace.tracer.dataflow import Dataflow, build_dataflow
+from kale_trace.tracer.file_flows import restored_files
 from kale_trace.tracer.static_run import static_run
 
 
@@ -73,20 +75,34 @@ def trace_notebook(
             before_close=check if options.round_trip else None,
         )
         if checked:
+            restored_files(run, checked[0].notes, checked[0].warnings)
             return checked[0]
+        flow = build_dataflow(notebook, run)
+        restored_files(run, flow.notes, flow.warnings)
+        return flow
     else:
         run = static_run(notebook, options.overrides)
     return build_dataflow(notebook, run)
 
 
 def _check_cells_compile(notebook: Notebook) -> None:
-    """Refuse cells a step cannot run (`%connect_info`, `%matplotlib widget`) before the dry
-    run runs any of them."""
+    """Refuse cells a step cannot run (not Python, `%connect_info`, `%matplotlib widget`)
+    before any cell runs."""
     for cell in notebook.cells:
+        where = {"cell": cell.index, "cell_source": cell.source, "step": cell.step}
+        try:
+            ast.parse(python_source(cell.source))
+        except (SyntaxError, ValueError) as exc:  # ValueError: a null byte in the source
+            line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            raise KaleTraceError(
+                f"the cell is not valid Python: {getattr(exc, 'msg', exc)}{line}",
+                notebook=str(notebook.path),
+                fix="fix the cell so it runs in Jupyter, or tag it skip",
+                **where,
+            ) from None
         try:
             step_cell(cell.source)
         except KaleTraceError as error:
-            where = {"cell": cell.index, "cell_source": cell.source, "step": cell.step}
             raise error.located(notebook=str(notebook.path), **where) from None
 
 

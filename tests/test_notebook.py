@@ -61,7 +61,7 @@ def test_special_and_skip_tags_win_as_in_kale():
 @pytest.mark.parametrize(
     "tags",
     [["bogus:x"], ["limit:cpu"], ["cache:maybe"], ["retries:x"], ["retries:²"], ["prev:"],
-     ["label:novalue"], ["image:"], ["report:maybe"], ["step:a", "with space"],
+     ["label:novalue"], ["image:"], ["report:maybe"], ["step:a", "stpe:b"],
      ["image:repo/x\n:1"], ["label:team\n:ml"], ["secret:bad name:k:ENV"], ["limit:gpu:1\n2"]],
 )  # fmt: skip
 def test_bad_tags_are_refused_with_a_fix(tags):
@@ -131,7 +131,7 @@ def test_file_errors(tmp_path):
         ([("step:---", "x = 1")], 0, "cannot be made"),
         ([("step:a", "x"), (["step:b", "prev:nope"], "y")], 1, "does not exist"),
         ([("parameters", "a = (1"), ("step:s", "x")], 0, "not valid Python"),
-        ([("x = 1", "x = 1")], 0, "unknown tag"),
+        ([("x:1", "x = 1")], 0, "unknown tag"),
     ],
 )  # fmt: skip
 def test_notebook_errors_name_the_cell(notebook, cells, cell, words):

@@ -47,10 +47,16 @@ _BODY_NAMES = {"linecache", "json", "cloudpickle", "sys", "types"}
 OUTPUTS_PORT = "cell_outputs"  # every step: its cells' outputs, nbformat JSON (the runner reads it)
 REPORT_PORT = "step_report"  # the step's report (HTML), unless `report:false`
 
-_WRITE_PARAMETER = """def _kale_write_parameter(path, value):
+_WRITE_PARAMETER = """def _kale_write_parameter(path, value, name, kind):
     # KFP reads string outputs as text and every other type as JSON.
     import json
 
+    if type(value).__name__ != kind and not (kind == "float" and type(value) is int):
+        raise SystemExit(
+            f"kale-trace: {name!r} was of type {kind} in the dry run, but this run made it a "
+            f"{type(value).__name__}, which its KFP output cannot hold: compile with parameter "
+            "values that give it this run's type (--sample-params), or keep its type fixed"
+        )
     with open(path, "w", encoding="utf-8") as file:
         file.write(value if isinstance(value, str) else json.dumps(value))"""
 
@@ -341,7 +347,10 @@ def _render_step(
         elif port.parameter:
             signature.append(f"{port.io_name}: OutputPath({port.parameter})")
             helpers["write_parameter"] = _WRITE_PARAMETER
-            saves.append(f"_kale_write_parameter({port.io_name}, _kale_ns[{item.variable!r}])")
+            saves.append(
+                f"_kale_write_parameter({port.io_name}, _kale_ns[{item.variable!r}], "
+                f"{item.variable!r}, {port.parameter!r})"
+            )
         elif item.optional:
             signature.append(f"{port.io_name}: Output[Artifact]")
             helpers["optional"] = _OPTIONAL

@@ -101,7 +101,7 @@ class _kale_Cells:
             self.sources[cell] = code
         if self.shell is None and needs_ipython:
             self.save()
-            raise SystemExit(f"{filename} needs IPython (its magics): install ipython")
+            raise SystemExit(f"kale-trace: {filename} needs IPython (its magics): install ipython")
         with self._streams():
             if self.shell is not None:
                 succeeded = self.shell.run_cell(code, store_history=True).success

@@ -19,6 +19,7 @@ from typing import Any
 from kale_trace.cellcode import plain_python_lenient
 from kale_trace.errors import KaleTraceError
 from kale_trace.executor.kernel import Kernel
+from kale_trace.executor.originals import Originals
 from kale_trace.executor.parameters import (
     Parameter,
     check_known,
@@ -50,6 +51,8 @@ class DryRun:
     segments: list[Segment]
     traced: bool = True  # False for --no-trace: segments carry no probes
     baseline: dict[str, Any] = field(default_factory=dict)  # the probe before any cell ran
+    files_restored: list[str] = field(default_factory=list)  # user files the run changed, put back
+    files_changed: list[str] = field(default_factory=list)  # changed, and could not be put back
 
 
 Progress = Callable[[str], None]
@@ -113,26 +116,30 @@ def dry_run(
     given = (overrides or {}).keys() | (samples or {}).keys()
     injected = {p.name: p.sample for p in parameters if p.name in given}
     segments = segments_of(notebook)
-    with tempfile.TemporaryDirectory(prefix="kale-trace-probe-") as tmp:
-        with Kernel(notebook.path, cell_timeout=cell_timeout) as kernel:
-            track = any(
-                needs_tracking(plain_python_lenient(cell.source))
-                for segment in segments
-                for cell in segment.cells
-            )
-            baseline = _baseline_probe(kernel, Path(tmp) / "baseline.json", track_reads=track)
-            files = [Path(tmp) / f"probe-{i}.json" for i in range(len(segments))]
-            plan = _probe_plan(segments, files, injects=bool(injected))
-            kernel.run_silent(f"{_MODULE}.arm(get_ipython(), {plan!r})")
-            for segment in segments:
-                progress(f"dry run: {segment.step}")
-                _run_segment(kernel, notebook, segment, injected)
-            for segment, file in zip(segments, files, strict=True):
-                segment.probe = _read_probe(file, segment)
-                segment.peak_rss_bytes = int(segment.probe.get("peak_rss_bytes", 0))
-            run = DryRun(parameters=parameters, segments=segments, baseline=baseline)
-            if before_close is not None:
-                before_close(kernel, run)
+    with (
+        tempfile.TemporaryDirectory(prefix="kale-trace-probe-") as tmp,
+        Originals(notebook.path.parent, Path(tmp) / "originals") as originals,
+        Kernel(notebook.path, cell_timeout=cell_timeout) as kernel,
+    ):
+        track = any(
+            needs_tracking(plain_python_lenient(cell.source))
+            for segment in segments
+            for cell in segment.cells
+        )
+        baseline = _baseline_probe(kernel, Path(tmp), track_reads=track)
+        files = [Path(tmp) / f"probe-{i}.json" for i in range(len(segments))]
+        plan = _probe_plan(segments, files, injects=bool(injected))
+        kernel.run_silent(f"{_MODULE}.arm(get_ipython(), {plan!r})")
+        for segment in segments:
+            progress(f"dry run: {segment.step}")
+            _run_segment(kernel, notebook, segment, injected)
+        for segment, file in zip(segments, files, strict=True):
+            segment.probe = _read_probe(file, segment)
+            segment.peak_rss_bytes = int(segment.probe.get("peak_rss_bytes", 0))
+        run = DryRun(parameters=parameters, segments=segments, baseline=baseline)
+        if before_close is not None:
+            before_close(kernel, run)
+    run.files_restored, run.files_changed = originals.restored, originals.unrestored
     return run
 
 
@@ -194,10 +201,13 @@ def _probe_plan(segments: list[Segment], files: list[Path], injects: bool) -> di
     return plan
 
 
-def _baseline_probe(kernel: Kernel, path: Path, track_reads: bool) -> dict[str, Any]:
-    """Reset the kernel-side snapshot (installing read tracking if asked) and probe once."""
-    shell = "get_ipython()" if track_reads else ""
-    kernel.run_silent(f"{_MODULE}.reset({shell})\n{_probe_code(path)}")
+def _baseline_probe(kernel: Kernel, tmp: Path, track_reads: bool) -> dict[str, Any]:
+    """Reset the kernel-side snapshot (installing read tracking if asked, and keeping the
+    originals of the user's files in `tmp/originals`) and probe once."""
+    shell = "get_ipython()" if track_reads else "None"
+    backup = str(tmp / "originals")
+    path = tmp / "baseline.json"
+    kernel.run_silent(f"{_MODULE}.reset({shell}, {backup!r})\n{_probe_code(path)}")
     return _read_probe(path, None)
 
 

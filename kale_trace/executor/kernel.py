@@ -60,7 +60,9 @@ class Kernel:
 
     def run_cell(self, source: str, *, index: int, tags: tuple[str, ...] = ()) -> None:
         """Run one cell as Jupyter would; errors become KaleTraceError with the cell's traceback."""
-        cell = nbformat.v4.new_code_cell(source, metadata={"tags": list(tags)})
+        # Only the tag nbclient acts on: other tags may not pass nbformat's schema (a comma).
+        honoured = [t for t in tags if t.strip() == "raises-exception"]
+        cell = nbformat.v4.new_code_cell(source, metadata={"tags": honoured})
         self._nb.cells.append(cell)
         try:
             self._client.execute_cell(cell, len(self._nb.cells) - 1)

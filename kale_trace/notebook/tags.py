@@ -112,7 +112,7 @@ def _parse_one(parsed: CellTags, tag: str) -> None:
     handler = _HANDLERS.get(prefix) if colon else None
     if handler is not None:
         handler(parsed, value, tag)
-    elif colon or re.search(r"[^A-Za-z0-9_.-]", tag):
+    elif colon:
         raise KaleTraceError(f"unknown tag {tag!r}", fix=f"valid tags: {VALID_TAGS}")
     else:
         parsed.unknown.append(tag)

@@ -106,7 +106,9 @@ def run_locally(
             "the pipeline failed in this step" if failed else "the local run failed to start",
             notebook=str(flow.notebook.path),
             step=labels.get(failed.task, failed.task) if failed else None,
-            details=user_traceback(failed.log if failed else []) or "(no traceback in the log)",
+            details=user_traceback(failed.log if failed else [])
+            or user_traceback(watch.full_log)  # kfp.local's own error, after the task
+            or "(no traceback in the log)",
             fix=f"fix the cell named in the traceback; the full log of every task is in {run_dir}",
         )
     return run
@@ -247,6 +249,9 @@ def user_traceback(log: list[str]) -> str:
     """The last traceback in a task log, from the first notebook frame on."""
     lines = [line[4:] if line.startswith("    ") else line for line in log]
     starts = [i for i, line in enumerate(lines) if line.startswith("Traceback (most recent")]
+    own = [line for line in lines if line.startswith("kale-trace: ")]  # the step's own words
+    if own and (not starts or lines.index(own[-1]) > starts[-1]):
+        return own[-1]
     if not starts:
         return "\n".join(line for line in lines if line.strip())[-4000:]
     block = []

@@ -107,9 +107,14 @@ class _Block:
                 self.bind(_stores(target))
         elif isinstance(stmt, ast.Delete):
             for target in stmt.targets:
-                self.read(_loads(target))
-                if isinstance(target, ast.Name):
-                    self.bound.discard(target.id)
+                # `del x` needs x to exist: a read, never a binding (`del d[k]` reads d).
+                deleted = {
+                    n.id
+                    for n in ast.walk(target)
+                    if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Del)
+                }
+                self.read(_loads(target) | deleted)
+                self.bound -= deleted
         elif isinstance(stmt, (ast.For, ast.AsyncFor)):
             self.read(_loads(stmt.iter))
             targets = _stores(stmt.target)

@@ -42,6 +42,7 @@ class _Write:
     potential: set[str]  # bound on some path per the AST, but not seen by the dry run
     same_object: list[list[str]] = field(default_factory=list)  # alias groups at the end
     indirect: set[str] = field(default_factory=set)  # changed without being named
+    mutated: set[str] = field(default_factory=set)  # the same object, changed in place
 
 
 def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
@@ -74,7 +75,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
         reads = _reads_with_functions(facts[index], writes[:index])
         reads |= set(segment.probe.get("reads", []))  # names looked up dynamically
         for name in sorted(reads):
-            _resolve(name, index, consumer, writes, parameter_names, notebook)
+            _resolve(name, index, consumer, writes, parameter_names, notebook, warnings)
         _complete_alias_groups(segment, consumer)
         _mark_aliases(consumer)
         _check_shared_memory(segment, consumer, facts[index], notebook)
@@ -245,6 +246,7 @@ def _writes_of(index: int, segment: Segment, facts: NameFacts, traced: bool) -> 
             potential,
             probe.get("same_object", []),
             indirect,
+            set(probe.get("mutated", [])) | set(probe.get("possibly_mutated", [])),
         )
     # Without a dry run, every binding the AST can see is a potential write; what kind of
     # object imports and definitions bind is known statically.
@@ -296,6 +298,7 @@ def _resolve(
     writes: list[_Write],
     parameter_names: set[str],
     notebook: Notebook,
+    warnings: list[dict[str, str]],
 ) -> None:
     """Find who provides `name` to the consumer segment, and record how it travels."""
     traced_writer: _Write | None = None
@@ -313,7 +316,8 @@ def _resolve(
             if name in parameter_names and name not in consumer.parameters:
                 consumer.parameters.append(name)
         else:
-            _add_input(name, traced_writer, consumer, "trace", notebook)
+            writer = _defining_write(name, traced_writer, writes[:index], consumer, warnings)
+            _add_input(name, writer, consumer, "trace", notebook)
     for write in reversed(potential):
         if write.step == PARAMETERS:
             # --no-trace: the parameters cell binds only parameters, so this is one.
@@ -321,6 +325,35 @@ def _resolve(
                 consumer.parameters.append(name)
         elif write.step not in (consumer.name, PROLOGUE):
             _add_input(name, write, consumer, "ast", notebook)
+
+
+def _defining_write(
+    name: str,
+    write: _Write,
+    earlier: list[_Write],
+    consumer: StepFlow,
+    warnings: list[dict[str, str]],
+) -> _Write:
+    """A module or notebook class changed in place by `write` (`helper.X = 5`, `C.n += 1`)
+    reaches later steps as an import or as its source, without the change: say so, and
+    take the import or definition from the step that made it."""
+    kind = write.values.get(name, {}).get("kind")
+    if name not in write.mutated or kind not in ("module", "class"):
+        return write
+    what = "attributes of module" if kind == "module" else "class attributes of"
+    warnings.append(
+        {
+            "step": consumer.name,
+            "variable": name,
+            "message": f"step '{write.step}' changes {what} '{name}' in place; step "
+            f"'{consumer.name}' gets '{name}' afresh (re-imported or re-defined), without the "
+            "change: set it where it is defined, or keep the value in a variable",
+        }
+    )
+    for found in reversed(earlier):
+        if name in found.names and name not in found.mutated and found.step != write.step:
+            return found
+    return write
 
 
 def _add_input(

@@ -88,3 +88,29 @@ def _mentions(path: str, constants: set[str]) -> bool:
         if cleaned == path or (cleaned.endswith("/" + path) and "/" not in path):
             return True
     return False
+
+
+def restored_files(
+    run: DryRun, notes: list[dict[str, str]], warnings: list[dict[str, str]]
+) -> None:
+    """Say which of the user's files the dry run changed: put back, or not (native writers)."""
+    if run.files_restored:
+        shown = ", ".join(run.files_restored[:10])
+        notes.append(
+            {
+                "step": "",
+                "variable": "",
+                "message": f"the dry run changed {len(run.files_restored)} file(s) of the "
+                f"notebook's folder ({shown}); kale-trace put them back as they were",
+            }
+        )
+    for path in run.files_changed:
+        warnings.append(
+            {
+                "step": "",
+                "variable": path,
+                "message": f"the dry run changed '{path}' in the notebook's folder through a "
+                "writer kale-trace could not intercept (native code), so it is not as it was: "
+                "restore it from a copy before running the pipeline",
+            }
+        )

@@ -5,11 +5,19 @@ is data crossing a step. Writes are found by diffing a stat snapshot (path, size
 the working directory after each step, which also sees native writers (pyarrow's parquet I/O
 bypasses Python's `open`). Reads come from `open` audit events; the dataflow adds paths
 spelled out in the step's code, for native readers.
+
+The user's files must come out of the dry run as they went in (a step that appends to a data
+file would otherwise change what the pipeline then reads): before the first write, removal
+or rename of an existing file under the folder, the file is copied to a backup folder the
+host gave, and listed in its manifest; the host puts every such file back after the dry run.
+Native writers bypass these events: the host compares stat snapshots and warns for those.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
 from typing import Any
 
@@ -18,6 +26,12 @@ _SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", ".kale"}
 
 _opened: set[str] = set()
 _root: str | None = None
+_backup: str | None = None  # folder the originals are copied to; None: no backups
+_backed_up: set[str] = set()
+MAX_BACKUP_BYTES = 2 * 1024**3  # beyond this, a changed file is warned about, not kept
+_backup_bytes = 0
+# Audit events that change or remove an existing file, and which arguments are its paths.
+_WRITE_EVENTS = {"os.remove": (0,), "os.rename": (0, 1), "os.truncate": (0,), "shutil.move": (0, 1)}
 
 
 def snapshot(root: str) -> dict[str, list[int]]:
@@ -51,12 +65,26 @@ def snapshot(root: str) -> dict[str, list[int]]:
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event != "open" or _root is None:
+    if _root is None:
+        return
+    if event in _WRITE_EVENTS:
+        for position in _WRITE_EVENTS[event]:
+            _keep_original(args[position])
+        return
+    if event == "shutil.rmtree" and isinstance(args[0], (str, bytes, os.PathLike)):
+        for folder, _, names in os.walk(os.fsdecode(args[0])):
+            for name in names:
+                _keep_original(os.path.join(folder, name))
+        return
+    if event != "open":
         return
     path, mode = args[0], args[1]
     if not isinstance(path, (str, bytes, os.PathLike)):
         return  # a file descriptor
-    if mode is not None and any(flag in str(mode) for flag in "wax") and "+" not in str(mode):
+    writes = mode is not None and any(flag in str(mode) for flag in "wax+")
+    if writes or (isinstance(args[2], int) and args[2] & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC)):
+        _keep_original(path)
+    if writes and "+" not in str(mode):
         return  # a write only: the snapshot sees it
     try:
         full = os.path.abspath(os.fsdecode(path))
@@ -66,13 +94,39 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         _opened.add(os.path.relpath(full, _root))
 
 
-def watch(root: str) -> None:
-    """Start recording files under root opened for reading. Audit hooks cannot be removed,
-    so the hook is added once and does nothing outside a dry run."""
-    global _root
+def _keep_original(path: Any) -> None:
+    """Copy an existing file under the root to the backup folder, once, before it changes."""
+    global _backup_bytes
+    if _backup is None or not isinstance(path, (str, bytes, os.PathLike)):
+        return
+    try:
+        full = os.path.abspath(os.fsdecode(path))
+    except Exception:
+        return
+    if not full.startswith(_root + os.sep) or full in _backed_up or not os.path.isfile(full):
+        return
+    _backed_up.add(full)
+    size = os.path.getsize(full)
+    if _backup_bytes + size > MAX_BACKUP_BYTES:
+        return  # the host's snapshot comparison names it
+    _backup_bytes += size
+    copy = os.path.join(_backup, str(len(_backed_up)))
+    shutil.copy2(full, copy)
+    with open(os.path.join(_backup, "manifest.jsonl"), "a", encoding="utf-8") as manifest:
+        manifest.write(json.dumps({"original": full, "copy": copy}) + "\n")
+
+
+def watch(root: str, backup: str | None = None) -> None:
+    """Start recording files under root opened for reading (and, with a backup folder,
+    keeping the originals of files about to change). Audit hooks cannot be removed, so the
+    hook is added once and does nothing outside a dry run."""
+    global _root, _backup, _backup_bytes
     if _root is None:
         sys.addaudithook(_audit)
     _root = os.path.abspath(root)
+    _backup = backup
+    _backup_bytes = 0
+    _backed_up.clear()
     _opened.clear()
 
 

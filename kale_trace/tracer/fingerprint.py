@@ -106,9 +106,9 @@ def _feed_known(
     elif module.startswith("pyarrow"):
         _feed_arrow(hasher, obj)
     elif isinstance(obj, types.ModuleType):
-        _tag(hasher, f"module:{obj.__name__}")
+        _feed_module(hasher, obj, depth, count, seen)
     elif isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, type)):
-        _feed_callable(hasher, obj)
+        _feed_callable(hasher, obj, depth, count, seen)
     elif isinstance(obj, _OPAQUE) or module in ("_io", "io", "socket", "_socket", "sqlite3"):
         raise ValueError("opaque")
     elif hasattr(obj, "__dict__") or hasattr(kind, "__slots__"):
@@ -214,7 +214,9 @@ def _feed_arrow(hasher: Any, obj: Any) -> None:
         raise _Budget
 
 
-def _feed_callable(hasher: Any, obj: Any) -> None:
+def _feed_callable(hasher: Any, obj: Any, depth: int, count: list[int], seen: set[int]) -> None:
+    """Code, defaults and closure cells of a function; the data attributes of a class the
+    notebook defined (`C.counter += 1` is state a later step would not get from its source)."""
     _tag(hasher, f"callable:{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}")
     code = getattr(obj, "__code__", None)
     if code is not None:
@@ -222,9 +224,48 @@ def _feed_callable(hasher: Any, obj: Any) -> None:
         _tag(hasher, repr(code.co_consts)[:10_000])
         _tag(hasher, repr(getattr(obj, "__defaults__", None))[:10_000])
         for cell in getattr(obj, "__closure__", None) or ():
-            _tag(hasher, str(id(cell)))
+            try:
+                contents = cell.cell_contents
+            except ValueError:  # an empty cell
+                _tag(hasher, "empty-cell")
+                continue
+            _feed(hasher, contents, depth + 1, count, seen)
     elif isinstance(obj, type):
         for key, value in sorted(vars(obj).items()):
             if isinstance(value, types.FunctionType):
                 _tag(hasher, key)
                 hasher.update(value.__code__.co_code)
+            elif obj.__module__ == "__main__" and not _is_plumbing(key, value):
+                _tag(hasher, f"attribute:{key}")
+                _feed(hasher, value, depth + 1, count, seen)
+
+
+def _is_plumbing(key: str, value: Any) -> bool:
+    """Class dict entries Python makes itself, or descriptors: not data a step changes."""
+    if key.startswith("__") and key.endswith("__"):
+        return True
+    return isinstance(value, (staticmethod, classmethod, property, types.MemberDescriptorType))
+
+
+def _feed_module(
+    hasher: Any, module: types.ModuleType, depth: int, count: list[int], seen: set[int]
+) -> None:
+    """A module of the notebook's own (a helper file beside it): its data attributes, since
+    `helper.X = 5` in one step is lost when the next step imports the module afresh."""
+    _tag(hasher, f"module:{module.__name__}")
+    if not is_local_module(module):
+        return
+    for key, value in sorted(vars(module).items()):
+        if key.startswith("__") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
+            continue
+        _tag(hasher, key)
+        _feed(hasher, value, depth + 1, count, seen)
+
+
+def is_local_module(module: types.ModuleType) -> bool:
+    """A module loaded from a file outside the Python installation and its site-packages."""
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        return False
+    installed = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    return "site-packages" not in path and not any(path.startswith(p) for p in installed)

@@ -109,6 +109,10 @@ def check_process_state(run: DryRun, warnings: list[dict[str, str]]) -> None:
                 warnings.append(
                     _process_warning(step, "environ", f"changes environment variables {names}")
                 )
+        added = set(hidden.get("builtins", [])) - set(before.get("builtins", []))
+        if step not in _SETUP and added:
+            names = ", ".join(sorted(added)[:10])
+            warnings.append(_process_warning(step, "builtins", f"changes builtins {names}"))
         before.update(hidden)
 
 

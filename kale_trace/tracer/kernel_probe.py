@@ -45,16 +45,18 @@ _previous_files: dict[str, list[int]] = {}  # relative path -> [size, mtime_ns]
 _previous_rng: dict[str, str | None] = {}  # generator -> state fingerprint at the last probe
 
 
-def reset(shell: Any = None) -> None:
-    """Forget the previous snapshot (a new dry run); with a shell, track reads from now on."""
+def reset(shell: Any = None, backup: str | None = None) -> None:
+    """Forget the previous snapshot (a new dry run); with a shell, track reads from now on;
+    with a backup folder, keep the originals of files the notebook is about to change."""
     _previous.clear()
     if shell is not None:
         read_tracking.install(shell)
-    file_watch.watch(os.getcwd())
+    file_watch.watch(os.getcwd(), backup)
     _previous_files.clear()
     _previous_files.update(file_watch.snapshot(os.getcwd()))
     process_state.patch()
     process_state.watch_environment()
+    process_state.remember_builtins()
     _previous_rng.clear()
     _previous_rng.update(process_state.states())
 
@@ -331,6 +333,7 @@ def _hidden_state() -> dict[str, Any]:
         **process_state.states(),
         "cwd": os.getcwd(),
         "environ": process_state.environment(),
+        "builtins": process_state.builtins_changed(),
     }
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:

@@ -136,3 +136,30 @@ def take_set_by_imports() -> list[str]:
     found = sorted(_set_by_imports)
     _set_by_imports.clear()
     return found
+
+
+_builtins_at_start: dict[str, int] = {}
+
+
+def remember_builtins() -> None:
+    """The builtins as the kernel started them (IPython adds its own before any cell)."""
+    import builtins
+
+    _builtins_at_start.clear()
+    _builtins_at_start.update({name: id(value) for name, value in vars(builtins).items()})
+
+
+def builtins_changed() -> list[str]:
+    """Builtins the notebook added or replaced so far: state no later step inherits."""
+    import builtins
+
+    return sorted(
+        name
+        for name, value in vars(builtins).items()
+        if _builtins_at_start.get(name) != id(value)
+        and not name.startswith("_")
+        and name not in _IPYTHON_BUILTINS
+    )
+
+
+_IPYTHON_BUILTINS = {"exit", "quit", "get_ipython", "display", "dreload"}  # IPython's per cell
