@@ -194,7 +194,8 @@ except SystemExit as stop:
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120
     )
-    assert "EXIT kale-trace: <nb.ipynb cell 1, step a> needs IPython" in result.stdout, result.stderr
+    needs = "EXIT kale-trace: <nb.ipynb cell 1, step a> needs IPython"
+    assert needs in result.stdout, result.stderr
     kept = json.loads((compiled.outdir / "cells.json").read_text())
     assert kept == {"cells": [{"cell": 0, "outputs": [
         {"output_type": "stream", "name": "stdout", "text": "3\n"}]}, {"cell": 1, "outputs": []}
