@@ -200,3 +200,27 @@ except SystemExit as stop:
     assert kept == {"cells": [{"cell": 0, "outputs": [
         {"output_type": "stream", "name": "stdout", "text": "3\n"}]}, {"cell": 1, "outputs": []}
     ]}  # fmt: skip
+
+
+def test_a_failed_run_still_writes_its_output_notebook_with_the_error(notebook, tmp_path):
+    path = notebook(
+        [
+            ("parameters", "fail = False"),
+            ("step:a", "print('before')"),
+            (["step:b", "prev:a"], "if fail:\n    raise ValueError('boom')"),
+        ]
+    )
+    (tmp_path / "sample.yaml").write_text("fail: false")
+    result = subprocess.run(
+        [*CLI, "run", str(path), "-o", str(tmp_path / "out"), "-p", "fail", "true",
+         "--sample-params", str(tmp_path / "sample.yaml")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1 and "ValueError: boom" in result.stderr
+    [written] = (tmp_path / "out" / "runs").glob("*/nb.ipynb")
+    assert str(written) in result.stderr.replace("\n", "")
+    cells = nbformat.read(str(written), as_version=4).cells
+    assert cells[1].outputs == [{"output_type": "stream", "name": "stdout", "text": "before\n"}]
+    [error] = cells[2].outputs
+    assert (error.output_type, error.ename, error.evalue) == ("error", "ValueError", "boom")
+    assert any("raise ValueError('boom')" in line for line in error.traceback)

@@ -109,9 +109,21 @@ def run_locally(
             details=user_traceback(failed.log if failed else [])
             or user_traceback(watch.full_log)  # kfp.local's own error, after the task
             or "(no traceback in the log)",
-            fix=f"fix the cell named in the traceback; the full log of every task is in {run_dir}",
+            fix=f"fix the cell named in the traceback; the full log of every task is in {run_dir}"
+            + _partial_notebook(flow, root, labels),
         )
     return run
+
+
+def _partial_notebook(flow: Dataflow, root: Path, labels: dict[str, str]) -> str:
+    """A failed run still writes its output notebook, with the error in its cell (papermill)."""
+    from kale_trace.runners.results import collect_results
+
+    try:
+        notebook = collect_results(flow, root, labels).notebook
+    except KaleTraceError:
+        return ""  # the disk is full: the log still says what happened
+    return f", and the output notebook, up to the error, is {notebook}"
 
 
 def _new_run_dir(runs_dir: Path) -> Path:
