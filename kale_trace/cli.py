@@ -405,7 +405,7 @@ def _run_summary(flow: Any, run: Any) -> None:
             _say(f"  {name:<{width}}  {value:.6g}")
     _say(f"notebook:  {results.notebook}")
     for step, path in results.reports.items():
-        _say(f"report:    {step}: {path}")
+        _say(f"report:    {flow.step(step).display_name}: {path}")
 
 
 def _report(flow: Any) -> None:

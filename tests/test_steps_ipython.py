@@ -20,11 +20,11 @@ CLI = [sys.executable, "-m", "kale_trace.cli"]
 
 MAGIC_CELLS = [
     ("imports", "import pandas as pd\nimport matplotlib.pyplot as plt"),
-    ("step:load", "%%time\nv = list(range(10))"),
+    ("step:Load-Data", "%%time\nv = list(range(10))"),
     ([], "!echo hello"),
     ([], "files = !ls *.ipynb"),
     ([], "%time s = sum(v)"),
-    (["step:write", "prev:load"], "%%writefile helper.py\ndef double(x):\n    return 2 * x\n"),
+    (["step:write", "prev:Load-Data"], "%%writefile helper.py\ndef double(x):\n    return 2 * x\n"),
     (["step:use", "prev:write"], "import helper\nd = helper.double(s)"),
     ([], "%%capture out\nprint('captured <b>')"),
     ([], "captured = out.stdout\nplt.plot(v)\nplt.show()"),
@@ -90,9 +90,11 @@ def test_magics_run_in_steps_and_values_equal_the_notebooks(magic_run: dict):
 
 def test_the_console_shows_states_notebook_and_reports(magic_run: dict):
     stdout, run_dir = magic_run["stdout"], magic_run["run_dir"]
-    for step in ("load", "write", "use"):
-        assert any(line.split()[:2] == [step, "success"] for line in stdout.splitlines())
-        assert f"report:    {step}: {run_dir / 'reports' / f'{step}.html'}" in stdout
+    for step, name in (("Load-Data", "load_data"), ("write", "write"), ("use", "use")):
+        assert any(
+            line.startswith(f"  {step} ") and " success " in line for line in stdout.splitlines()
+        )
+        assert f"report:    {step}: {run_dir / 'reports' / f'{name}.html'}" in stdout
     assert f"notebook:  {run_dir / 'magics.ipynb'}" in stdout
 
 

@@ -53,7 +53,7 @@ class LocalRun:
     run_dir: Path  # the pipeline_root of this run: every task's outputs are under it
     tasks: list[TaskResult]
     succeeded: bool
-    labels: dict[str, str] = field(default_factory=dict)  # KFP task name -> step name
+    labels: dict[str, str] = field(default_factory=dict)  # KFP task name -> display name
 
     def outputs(self) -> list[Path]:
         """Every output file the tasks wrote (artifacts and parameter files)."""

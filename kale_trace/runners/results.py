@@ -32,9 +32,9 @@ class RunResults:
 def collect_results(flow: Dataflow, outputs_root: Path, labels: dict[str, str]) -> RunResults:
     """Write OUTDIR/runs/<ts>/<notebook>.ipynb from the steps' outputs; find reports, metrics.
 
-    `outputs_root` is the run's pipeline root; `labels` maps KFP task names to step names.
+    `outputs_root` is the run's pipeline root; `labels` maps KFP task names to their display names.
     """
-    task_dirs = _task_dirs(outputs_root, labels)
+    task_dirs = _task_dirs(flow, outputs_root, labels)
     cell_outputs: dict[str, dict[int, list[dict[str, Any]]]] = {}
     results = RunResults(notebook=None)
     for step in flow.steps:
@@ -57,12 +57,16 @@ def collect_results(flow: Dataflow, outputs_root: Path, labels: dict[str, str]) 
     return results
 
 
-def _task_dirs(root: Path, labels: dict[str, str]) -> dict[str, Path]:
-    """step -> the folder kfp.local keeps its task's outputs in (root/<run>/<task>/)."""
+def _task_dirs(flow: Dataflow, root: Path, labels: dict[str, str]) -> dict[str, Path]:
+    """step -> the folder kfp.local keeps its task's outputs in (root/<run>/<task>/).
+
+    `labels` gives each task's display name, which is the step's display name."""
+    steps = {step.display_name: step.name for step in flow.steps}
     found = {}
     for folder in sorted(root.glob("*/*")):
-        if folder.is_dir() and folder.name in labels:
-            found[labels[folder.name]] = folder
+        step = steps.get(labels.get(folder.name, ""))
+        if folder.is_dir() and step is not None:
+            found[step] = folder
     return found
 
 
