@@ -226,3 +226,29 @@ def test_a_failed_run_still_writes_its_output_notebook_with_the_error(notebook, 
     [error] = cells[2].outputs
     assert (error.output_type, error.ename, error.evalue) == ("error", "ValueError", "boom")
     assert any("raise ValueError('boom')" in line for line in error.traceback)
+
+
+def test_output_notebook_takes_each_cells_outputs_from_its_own_step(notebook, trace):
+    from kale_trace.runners.results import output_notebook
+
+    path = notebook(
+        [
+            ("imports", "import os"),
+            (None, "# words"),
+            ("step:a", "print('a')"),
+            ("skip", "print('never')"),
+            (["step:b", "prev:a"], "print('b')"),
+        ]
+    )
+    flow = trace(path, trace=False)
+    shown = {"output_type": "stream", "name": "stdout", "text": "x\n"}
+    produced = output_notebook(
+        flow,
+        {
+            "a": {0: [{**shown, "text": "imports in a\n"}], 2: [{**shown, "text": "a\n"}]},
+            "b": {0: [{**shown, "text": "imports in b\n"}], 4: [{**shown, "text": "b\n"}]},
+        },
+    )
+    texts = [[o.text for o in c.outputs] if c.cell_type == "code" else None for c in produced.cells]
+    assert texts == [["imports in a\n"], None, ["a\n"], [], ["b\n"]]
+    assert [c.get("execution_count") for c in produced.cells] == [1, None, 2, None, 3]
