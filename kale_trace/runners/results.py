@@ -17,6 +17,7 @@ import nbformat
 
 from kale_trace.codegen.render import OUTPUTS_PORT, REPORT_PORT
 from kale_trace.outputs import write_error
+from kale_trace.safe_text import redact
 from kale_trace.tracer.dataflow import Dataflow
 
 
@@ -42,6 +43,7 @@ def collect_results(flow: Dataflow, outputs_root: Path, labels: dict[str, str]) 
         if folder is None:
             continue
         if (folder / OUTPUTS_PORT).is_file():
+            _redact_in_place(folder / OUTPUTS_PORT)
             cell_outputs[step.name] = _read_cell_outputs(folder / OUTPUTS_PORT)
         if (folder / REPORT_PORT).is_file():
             results.reports[step.name] = _copy_report(folder / REPORT_PORT, outputs_root, step.name)
@@ -50,7 +52,7 @@ def collect_results(flow: Dataflow, outputs_root: Path, labels: dict[str, str]) 
     notebook = output_notebook(flow, cell_outputs)
     path = outputs_root.parent / flow.notebook.path.name
     try:
-        nbformat.write(notebook, str(path))
+        path.write_text(redact(nbformat.writes(notebook)) + "\n", encoding="utf-8")
     except OSError as error:
         raise write_error(error, path) from None
     results.notebook = path
@@ -74,12 +76,25 @@ def _copy_report(artifact: Path, outputs_root: Path, step: str) -> Path:
     """The report beside the output notebook, as runs/<ts>/reports/<step>.html (step names
     are letters, digits, `-` and `_`)."""
     target = outputs_root.parent / "reports" / f"{step}.html"
+    _redact_in_place(artifact)
     try:
         target.parent.mkdir(exist_ok=True)
         shutil.copyfile(artifact, target)
     except OSError as error:
         raise write_error(error, target) from None
     return target
+
+
+def _redact_in_place(path: Path) -> None:
+    """What the cells printed is a log, like run.log: no credential kale-trace knows of."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        if redact(text) != text:
+            path.write_text(redact(text), encoding="utf-8")
+    except UnicodeDecodeError:
+        return  # not text: a step stopped mid-write
+    except OSError as error:
+        raise write_error(error, path) from None
 
 
 def _read_cell_outputs(path: Path) -> dict[int, list[dict[str, Any]]]:
