@@ -384,9 +384,16 @@ def run_command(notebook: Path, outdir: Path, debug: bool, cluster: Any, **kwarg
     _say(f"pipeline:  {compiled.python_path}")
     _say(f"compiled:  {compiled.yaml_path}")
     _say(f"outputs:   {run.run_dir}")
-    for path in run.outputs():
+    paths = list(run.outputs())
+    for path in paths[:_LISTED]:
         _say(f"  {path.relative_to(run.run_dir)}")
+    if len(paths) > _LISTED:
+        _say(f"  ... and {len(paths) - _LISTED} more in {run.run_dir}")
     _run_summary(compiled.dataflow, run)
+
+
+# Lists longer than this are cut on the console: the report and the run folder have them all.
+_LISTED = 20
 
 
 def _run_summary(flow: Any, run: Any) -> None:
@@ -414,7 +421,9 @@ def _report(flow: Any) -> None:
         text = f"{'warning' if note.warning else 'note'}: {where}{note.message}"
         _echo(text, colour="yellow" if note.warning else None)
     for step in flow.steps:
-        inputs = ", ".join(f"{f.variable}<-{f.producer}" for f in step.inputs) or "-"
+        inputs = ", ".join(f"{f.variable}<-{f.producer}" for f in step.inputs[:_LISTED]) or "-"
+        if len(step.inputs) > _LISTED:
+            inputs += f" and {len(step.inputs) - _LISTED} more (report.md lists them all)"
         _echo(f"step {step.display_name}: inputs {inputs}")
     for note in flow.notes:
         where = f"step {note['step']}: " if note["step"] else ""

@@ -90,20 +90,20 @@ def _check_cells_compile(notebook: Notebook) -> None:
     before any cell runs."""
     for cell in notebook.cells:
         where = {"cell": cell.index, "cell_source": cell.source, "step": cell.step}
+        where["notebook"] = cell.origin or str(notebook.path)
         try:
             ast.parse(python_source(cell.source))
         except (SyntaxError, ValueError) as exc:  # ValueError: a null byte in the source
             line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
             raise KaleTraceError(
                 f"the cell is not valid Python: {getattr(exc, 'msg', exc)}{line}",
-                notebook=str(notebook.path),
                 fix="fix the cell so it runs in Jupyter, or tag it skip",
                 **where,
             ) from None
         try:
             step_cell(cell.source)
         except KaleTraceError as error:
-            raise error.located(notebook=str(notebook.path), **where) from None
+            raise error.located(**where) from None
 
 
 def compile_notebook(
@@ -117,16 +117,19 @@ def compile_notebook(
     flow = trace_notebook(path, options, progress)
     name = flow.pipeline
     with atomic_folder(outdir) as staging:
-        source = render_pipeline(
-            flow,
-            base_image=options.base_image,
-            yaml_name=f"{name}.yaml",
-            install=options.install,
-            requirements=options.requirements,
-        )
-        (staging / f"{name}.py").write_text(source, encoding="utf-8")
-        progress("compiling with the KFP compiler")
-        compile_to_yaml(staging / f"{name}.py", staging / f"{name}.yaml")
+        try:
+            source = render_pipeline(
+                flow,
+                base_image=options.base_image,
+                yaml_name=f"{name}.yaml",
+                install=options.install,
+                requirements=options.requirements,
+            )
+            (staging / f"{name}.py").write_text(source, encoding="utf-8")
+            progress("compiling with the KFP compiler")
+            compile_to_yaml(staging / f"{name}.py", staging / f"{name}.yaml")
+        except KaleTraceError as error:
+            raise error.located(notebook=str(path)) from None
         (staging / "dataflow.json").write_text(dumps(flow), encoding="utf-8")
         write_reports(to_dict(flow), staging)  # report.html, report.md (DESIGN §6)
     outdir = outdir.resolve()

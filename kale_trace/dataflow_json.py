@@ -7,7 +7,7 @@ from typing import Any
 
 from kale_trace.tracer.dataflow import Dataflow, Flow
 
-_DETAIL_KEYS = ("shape", "dtype", "columns", "size_bytes")
+_DETAIL_KEYS = ("shape", "dtype", "columns", "size_bytes", "saved_bytes")
 
 
 def _value(flow: Flow) -> dict[str, Any]:
@@ -50,6 +50,7 @@ def to_dict(flow: Dataflow) -> dict[str, Any]:
                 "imports": [step.imports[k] for k in sorted(step.imports)],
                 "definitions": sorted(step.definitions),
                 "metrics": step.metrics,
+                "settings": step.settings,
                 "dry_run_seconds": round(step.seconds, 3),
                 "peak_rss_bytes": step.peak_rss_bytes,
             }

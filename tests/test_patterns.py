@@ -464,7 +464,7 @@ def test_sampled_parameters_for_an_expensive_dry_run(notebook, tmp_path):
     assert flow["parameters"] == [{"name": "rows", "type": "int", "default": 10_000_000,
                                    "sample": 10}]  # fmt: skip
     [data] = flow["steps"][1]["inputs"]
-    assert data["size_bytes"] < 1000  # the dry run held 10 items, not 10 million
+    assert data["saved_bytes"] < 1000  # the dry run held 10 items, not 10 million
     assert "10000000" in compiled.yaml_path.read_text()
 
 

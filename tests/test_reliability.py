@@ -171,3 +171,45 @@ def test_a_value_of_another_type_than_in_the_dry_run_is_named_by_the_step(
         run_locally(flow, tmp_path / "runs", arguments={"n": 2})
     assert raised.value.step == "a"
     assert "'x' was of type int in the dry run, but this run made it a str" in raised.value.details
+
+
+# --- 7: what KFP passes on a command line fits Linux's 128 KB argument limit --------------
+
+
+def test_a_step_bigger_than_a_command_line_argument_runs(notebook, trace, tmp_path):
+    rows = "\n".join(
+        f"row_{i} = {i} * 3  # generated code, a long line {i:06d}" for i in range(2500)
+    )
+    path = notebook([
+        ("step:a", rows + "\ntotal = sum(v for k, v in globals().items() if k.startswith('row_'))"),
+        (["step:b", "prev:a"], "print('total', total)"),
+    ])  # fmt: skip
+    assert path.stat().st_size > 128 * 1024
+    run = run_locally(trace(path), tmp_path / "runs")
+    assert f"total {sum(i * 3 for i in range(2500))}" in _printed(run, "b")
+
+
+@pytest.mark.parametrize(
+    "cells, words",
+    [
+        ([("step:a", "blob = 'a small step'")], None),
+        ([("step:a", "blob = " + repr(__import__("os").urandom(150_000).hex()) + "\nn = len(blob)"),
+          (["step:b", "prev:a"], "print(n)")], "the step's code is"),
+        ([("parameters", f"text = {'x' * 200_000!r}"), ("step:a", "print(len(text))")],
+         "parameter 'text' is 195 KB"),
+        ([("step:a", "\n".join(f"v{i} = {i}" for i in range(1200))),
+          (["step:b", "prev:a"], "print(sum([" + ", ".join(f"v{i}" for i in range(1200)) + "]))")],
+         "the step has 1200 inputs and outputs"),
+    ],
+)  # fmt: skip
+def test_what_cannot_fit_a_command_line_is_refused_at_compile_time(tmp_path, cells, words):
+    path = write_notebook(tmp_path / "big.ipynb", cells)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["compile", str(path), "-o", str(out)])
+    if words is None:  # a small step compiles: the check refuses only what cannot start
+        assert result.exit_code == 0, result.output
+        return
+    assert result.exit_code == 1, result.output
+    assert words in result.output and "big.ipynb, step 'a'" in result.output
+    assert "128 KB" in result.output and "fix:" in result.output
+    assert not out.exists()  # nothing half-written

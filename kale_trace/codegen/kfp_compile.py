@@ -17,6 +17,7 @@ from kfp import compiler
 from kfp.compiler.pipeline_spec_builder import extract_comments_from_pipeline_spec
 from kfp.dsl.graph_component import GraphComponent
 
+from kale_trace.codegen.limits import check_argument_sizes
 from kale_trace.errors import KaleTraceError
 from kale_trace.safe_text import printable
 
@@ -60,6 +61,7 @@ def compile_to_yaml(python_path: Path, yaml_path: Path) -> None:
         _seal_header(yaml_path, pipeline)
     except OSError as exc:
         raise _naming(exc, yaml_path) from None
+    check_argument_sizes(pipeline_spec_of(pipeline))
 
 
 def _naming(error: OSError, path: Path) -> OSError:

@@ -6,11 +6,14 @@ module's structure is fixed by the template and nothing from the notebook can ch
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sys
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -18,6 +21,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from kale_trace.cellcode import step_cell
 from kale_trace.codegen.emitted import select_definitions
 from kale_trace.codegen.formatting import format_python
+from kale_trace.codegen.limits import PACK_CELLS_OVER
 from kale_trace.codegen.literals import (
     BUILTIN_NAMES,
     code_literal,
@@ -59,6 +63,33 @@ _WRITE_PARAMETER = """def _kale_write_parameter(path, value, name, kind):
         )
     with open(path, "w", encoding="utf-8") as file:
         file.write(value if isinstance(value, str) else json.dumps(value))"""
+
+_INFLATE = """def _kale_inflate(packed):
+    # A cell over 32 KB is kept compressed: KFP passes a step's code in one command-line
+    # argument, which Linux limits to 128 KB.
+    import base64
+    import zlib
+
+    return zlib.decompress(base64.b85decode(packed)).decode("utf-8", "surrogatepass")"""
+
+_SETTINGS = """def _kale_settings(settings):
+    # The settings the notebook's kernel had when this step started: pandas sizes tables
+    # differently in a kernel than in a plain process, and cells may have set others.
+    import importlib
+
+    for name, value in settings.get("pandas", {}).items():
+        importlib.import_module("pandas").set_option(name, value)
+    if "numpy" in settings:
+        importlib.import_module("numpy").set_printoptions(**settings["numpy"])
+    context = importlib.import_module("decimal").getcontext()
+    for name, value in settings.get("decimal", {}).items():
+        setattr(context, name, value)
+    torch = settings.get("torch", {})
+    if "default_dtype" in torch:
+        module = importlib.import_module("torch")
+        module.set_default_dtype(getattr(module, torch["default_dtype"]))
+    if torch.get("deterministic_algorithms"):
+        importlib.import_module("torch").use_deterministic_algorithms(True)"""
 
 _OPTIONAL = """def _kale_save_optional(namespace, name, path):
     # The dry run never bound this name: pass it on only if this run does.
@@ -172,9 +203,18 @@ def render_pipeline(
     notebook_name = flow.notebook.path.name
     names = module_names(flow)
     outputs: dict[tuple[str, str], _Port] = {}
+    prologue = [_cell(c, notebook_name, None) for c in flow.prologue]
+    parameter_cells = (
+        [_cell(c, notebook_name, None) for c in flow.notebook.parameter_cells]
+        if flow.notebook.parameters_code
+        else []
+    )
+    shared_packed = any(c["packed"] for c in prologue + parameter_cells)
     rendered_steps = []
     for step in flow.steps:
         rendered = _render_step(step, flow, names, outputs, local)
+        if shared_packed or any(c["packed"] for c in rendered["cells"]):
+            rendered["helpers"].append(_INFLATE)
         if not local and (not install or requirements is not None):
             rendered["packages"] = [value_literal(r) for r in requirements or ()] if install else []
         rendered_steps.append(rendered)
@@ -198,10 +238,8 @@ def render_pipeline(
         dsl_imports=_DSL_IMPORTS,
         base_image=value_literal(image),
         local=local,
-        prologue=[_cell(c, notebook_name, None) for c in flow.prologue],
-        parameter_cells=[_cell(c, notebook_name, None) for c in flow.notebook.parameter_cells]
-        if flow.notebook.parameters_code
-        else [],
+        prologue=prologue,
+        parameter_cells=parameter_cells,
         steps=rendered_steps,
         pipeline_function=names.pipeline,
         parameters=[
@@ -222,12 +260,20 @@ def _comment_safe(text: str) -> str:
 
 
 def _cell(cell: Cell, notebook_name: str, step: str | None) -> dict[str, Any]:
+    notebook_name = Path(cell.origin).name if cell.origin else notebook_name
     where = f"{notebook_name} cell {cell.index}" + (f", step {step}" if step else "")
     try:
         runs = step_cell(cell.source)
     except KaleTraceError as error:
-        raise error.located(cell=cell.index, cell_source=cell.source, step=step) from None
-    options = f", cell={cell.index}"
+        where_cell = {"cell": cell.index, "cell_source": cell.source, "step": step}
+        raise error.located(notebook=cell.origin, **where_cell) from None
+    literal = code_literal(runs.code)
+    packed = len(literal.encode("utf-8", "surrogatepass")) > PACK_CELLS_OVER
+    if packed:
+        blob = zlib.compress(runs.code.encode("utf-8", "surrogatepass"), 9)
+        literal = f"_kale_inflate({value_literal(base64.b85encode(blob).decode('ascii'))})"
+    # Outputs are kept by the cell's place in this notebook (a composed notebook's are not).
+    options = f", cell={cell.index}" if cell.origin is None else ""
     if runs.plain is None:
         options += ", needs_ipython=True"  # no plain-Python form: `!cmd`, `%%writefile`, ...
     elif runs.plain != runs.code:
@@ -236,7 +282,8 @@ def _cell(cell: Cell, notebook_name: str, step: str | None) -> dict[str, Any]:
         options += ", may_raise=True"
     return {
         "filename": value_literal(f"<{where}>"),
-        "code": code_literal(runs.code),
+        "code": literal,
+        "packed": packed,
         "options": options,
         "packages": runs.packages,
         "needs_ipython": runs.plain is None,
@@ -361,6 +408,10 @@ def _render_step(
             entries |= {"_kale_write_artifact", port.marshaller.save_function}
             value = _value_of(item, port.marshaller)
             saves.append(port.marshaller.save_call(port.io_name, value))
+    settings = _step_settings(step, flow)
+    if settings:
+        helpers["settings"] = _SETTINGS
+        restores.insert(0, f"_kale_settings({value_literal(settings)})")
     if entries:  # only the save or load side each port needs, and their helpers
         sources = [ARTIFACT_IO_SOURCE, *(marshal_sources[k] for k in sorted(marshal_sources))]
         helpers["marshal"] = select_definitions(sources, entries)
@@ -436,7 +487,7 @@ def _kept_outputs(step: StepFlow, report: bool | None, io: _Names) -> dict[str, 
     if report is not False:
         port = io.take(REPORT_PORT)
         kept["signature"].append(f"{port}: Output[HTML]")
-        own = [c.index for c in step.cells]
+        own = [c.index for c in step.cells if c.origin is None]
         kept["report"] = (
             f"_kale_cells.report({port}.path, {value_literal(step.display_name)}, {own!r}, "
             f"explicit={report is True})"
@@ -456,6 +507,13 @@ def _installed_by_cells(flow: Dataflow, cells: list[dict[str, Any]], pins: list[
             have.add(name)
             extra.append(requirement)
     return extra
+
+
+def _step_settings(step: StepFlow, flow: Dataflow) -> dict[str, dict[str, Any]]:
+    """The step's settings for the modules it has (the stdlib's decimal it always has)."""
+    modules = flow.prologue_modules | step.modules | {"decimal"}
+    modules |= {f.info.get("type", "").split(".")[0] for f in step.inputs}
+    return {name: values for name, values in sorted(step.settings.items()) if name in modules}
 
 
 def _value_of(item: Flow, marshaller: Marshaller) -> str:

@@ -72,6 +72,7 @@ def resolve_parameters(
     cells = notebook.parameter_cells
     if cells:
         where.update(cell=cells[0].index, cell_source=cells[0].source)
+        where["notebook"] = cells[0].origin or where["notebook"]
     try:
         check_known(overrides, names, "-p/--parameters", bool(cells))
         check_known(samples, names, "--sample-params", bool(cells))
@@ -155,7 +156,7 @@ def _run_segment(
         except KaleTraceError as error:
             if segment.step == PROLOGUE:
                 error = _prologue_error(error, notebook, cell)
-            raise error.located(notebook=str(notebook.path), step=step) from None
+            raise error.located(notebook=cell.origin or str(notebook.path), step=step) from None
     if segment.step == PARAMETERS and injected:
         last = segment.cells[-1]
         kernel.run_cell(injection_source(injected), index=last.index)

@@ -292,6 +292,8 @@ def check_round_trips(
                 item["marshaller"] = ARROW_PICKLED.name
             for each in flows:
                 each.marshaller = choose_marshaller(each.info).name
+                if item["metadata"]:  # the size of what the step writes, for the report
+                    each.info["saved_bytes"] = item["metadata"].get("size_bytes")
         items = [item for item in items if item.get("metadata") is not None]
         loaded = _in_fresh_process(kernel, flow, items, tmp) if items else {}
         changed = []

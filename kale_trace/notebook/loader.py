@@ -5,12 +5,20 @@ Kale's rules, from every release: an untagged cell continues the last *real* cel
 cells before the first tag are left out, with a note; a notebook without step tags is one
 step. No code cell is ever dropped without a note that names it. Every refusal names the
 notebook, the cell (its index in the notebook's cell list, and first line) and the fix.
+
+Kale 2.3's composition: a `notebook:<name>` cell stands for the notebook its `notebook_path`
+metadata names (relative to the notebook holding the cell). That notebook is read by the
+same rules and its cells take the reference's place, its steps named `<name>_<step>`; its
+imports, functions and parameters cells join this pipeline's. The dry run then runs them all
+in one kernel, in order, as if the notebooks ran one after the other (which is what the
+composition means), and values cross between them by name, as observed. Untagged cells
+after a reference belong to the next `step:` cell (a reference is not a step to continue).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +47,7 @@ class _RawCell:
     source: str
     tags: tuple[str, ...]
     parsed: CellTags
+    notebook_path: str | None = None  # a `notebook:` cell's metadata: the notebook it stands for
 
 
 @dataclass
@@ -55,6 +64,16 @@ class _Reading:
     cells: list[Cell] = field(default_factory=list)
     steps: dict[str, _StepInfo] = field(default_factory=dict)
     notes: list[Note] = field(default_factory=list)
+    pending: list[_RawCell] = field(default_factory=list)  # untagged, after a notebook: cell
+
+
+@dataclass(frozen=True)
+class _Source:
+    """The notebook being read: its path, as messages show it, and the references above it."""
+
+    path: Path
+    where: str
+    stack: tuple[Path, ...] = ()
 
 
 def load_notebook(path: str | Path) -> Notebook:
@@ -69,7 +88,7 @@ def load_notebook(path: str | Path) -> Notebook:
     raw = [_raw_cell(i, c, where) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"]
     if not raw:
         raise KaleTraceError("the notebook has no code cells", notebook=where, fix="add code cells")
-    reading = _assign(raw, path.stem, where)
+    reading = _assign(raw, _Source(path.resolve(), where, (path.resolve(),)))
     if not reading.cells:
         raise KaleTraceError(
             "no cell of the notebook runs in the pipeline (every code cell is skipped or empty)",
@@ -149,41 +168,156 @@ def _raw_cell(index: int, cell: Any, where: str) -> _RawCell:
         parsed = parse_tags(tags)
     except KaleTraceError as error:
         raise error.located(notebook=where, cell=index, cell_source=source) from None
-    return _RawCell(index, source, tuple(str(t) for t in tags), parsed)
+    reference = (cell.get("metadata") or {}).get("notebook_path")
+    reference = reference if isinstance(reference, str) and reference.strip() else None
+    return _RawCell(index, source, tuple(str(t) for t in tags), parsed, reference)
 
 
-def _assign(raw: list[_RawCell], stem: str, where: str) -> _Reading:
+def _assign(raw: list[_RawCell], source: _Source) -> _Reading:
     """Give every code cell its role and steps, by Kale's continuation rules."""
+    where = source.where
     reading = _Reading()
-    has_steps = any(c.parsed.role is CellRole.STEP for c in raw)
-    single = None if has_steps else _single_step_name(stem)
+    has_steps = any(c.parsed.role is CellRole.STEP or c.parsed.notebook for c in raw)
+    single = None if has_steps else _single_step_name(source.path.stem)
     current: tuple[CellRole, tuple[str, ...]] | None = None
-    before_first: list[int] = []
+    before_first: list[_RawCell] = []
+    after_reference = False  # untagged cells wait for the next step: cell
     for cell in raw:
         parsed = cell.parsed
         if parsed.skip or parsed.injected:
             continue  # not a real cell: the cell after it continues the one before it
         _note_tags(cell, reading)
+        if parsed.notebook is not None:
+            _check_pending(reading, where)
+            _compose(cell, reading, source)
+            current, after_reference = None, True
+            continue
         if parsed.role is CellRole.STEP:
             owner = _step_owner(cell, reading, where)
             current = (CellRole.STEP, owner[:1])
+            for waiting in reading.pending:  # untagged cells after a reference: this step's
+                reading.cells.append(_cell(waiting, current, source))
+            reading.pending.clear()
+            after_reference = False
         elif parsed.role is not None:
-            owner, current = (), (parsed.role, ())
+            _check_pending(reading, where)
+            owner, current, after_reference = (), (parsed.role, ()), False
         elif single is not None:
             current = (CellRole.STEP, (single,))
             owner = current[1]
             reading.steps.setdefault(single, _StepInfo(single))
         elif current is None:
             if cell.source.strip():
-                before_first.append(cell.index)
+                (reading.pending if after_reference else before_first).append(cell)
             continue
         else:
             owner = current[1]
         _continue_step(cell, current, reading, where)
         if cell.source.strip():  # a blank cell runs nothing; its prev: tags still count
-            reading.cells.append(Cell(cell.index, cell.source, current[0], owner, cell.tags))
-    _assignment_notes(reading, raw, before_first, single)
+            reading.cells.append(_cell(cell, (current[0], owner), source))
+    _check_pending(reading, where)
+    _assignment_notes(reading, raw, [c.index for c in before_first], single)
     return reading
+
+
+def _cell(cell: _RawCell, current: tuple[CellRole, tuple[str, ...]], source: _Source) -> Cell:
+    origin = source.where if len(source.stack) > 1 else None  # a referenced notebook's cell
+    return Cell(cell.index, cell.source, current[0], current[1], cell.tags, origin)
+
+
+def _check_pending(reading: _Reading, where: str) -> None:
+    """Untagged cells after a `notebook:` cell need a `step:` cell to join: refuse otherwise."""
+    if reading.pending:
+        first = reading.pending[0]
+        raise KaleTraceError(
+            "this untagged cell follows a notebook: cell, which is not a step to continue "
+            "(Kale 2.3 gives such cells to the next step: cell, and none follows)",
+            notebook=where,
+            cell=first.index,
+            cell_source=first.source,
+            fix="tag the cell step:<name>, or skip",
+        )
+
+
+def _compose(cell: _RawCell, reading: _Reading, source: _Source) -> None:
+    """Put the referenced notebook's cells and steps where its `notebook:` cell stands."""
+    name = str(cell.parsed.notebook)
+    located = {"notebook": source.where, "cell": cell.index, "cell_source": cell.source}
+    path = _referenced(cell, name, source, located)
+    try:
+        prefix = normalise_step_name(name)
+        nb = _read(path)
+    except KaleTraceError as error:
+        raise error.located(**located) from None
+    sub = _Source(path, display_path(path), (*source.stack, path))
+    raw = [
+        _raw_cell(i, c, sub.where) for i, c in enumerate(nb.cells) if c.get("cell_type") == "code"
+    ]
+    inner = _assign(raw, sub)
+    rename = {step: normalise_step_name(f"{prefix}_{step}") for step in inner.steps}
+    for step, info in inner.steps.items():
+        if rename[step] in reading.steps:
+            raise KaleTraceError(
+                f"notebook:{name} brings step '{step}' from {sub.where}, which becomes "
+                f"'{rename[step]}', a step this notebook already has",
+                fix="rename one of the two steps, or give the notebook: cell another name",
+                **located,
+            )
+        display = f"{name}-{info.display}"
+        reading.steps[rename[step]] = replace(
+            info, display=display, prev=[rename.get(p, p) for p in info.prev]
+        )
+    reading.cells.extend(
+        replace(c, steps=tuple(rename.get(s, s) for s in c.steps)) for c in inner.cells
+    )
+    reading.notes.extend(
+        replace(n, message=f"{sub.where}: {n.message}", cell=None) for n in inner.notes
+    )
+    if nb.metadata.get("kubeflow_notebook"):
+        reading.notes.append(
+            Note(
+                f"the pipeline settings (kubeflow_notebook) of {sub.where} are not used: "
+                "this notebook's apply to the whole pipeline",
+                cell=cell.index,
+            )
+        )
+    steps = ", ".join(rename[s] for s in inner.steps) or "no steps"
+    reading.notes.append(
+        Note(f"notebook:{name} is {sub.where}: its steps {steps}", cell=cell.index)
+    )
+
+
+def _referenced(cell: _RawCell, name: str, source: _Source, located: dict[str, Any]) -> Path:
+    """The notebook a reference stands for; it holds no code and makes no cycle."""
+    if cell.source.strip():
+        raise KaleTraceError(
+            f"a notebook:{name} cell stands for another notebook and runs nothing, but it "
+            "holds code",
+            fix="move the code to a cell of its own, or into the referenced notebook",
+            **located,
+        )
+    if cell.notebook_path is None:
+        raise KaleTraceError(
+            f"notebook:{name} names no notebook: the cell's metadata has no notebook_path",
+            fix='set the cell metadata "notebook_path" to the notebook\'s path, relative to '
+            "this notebook (Kale's panel writes it)",
+            **located,
+        )
+    path = (source.path.parent / cell.notebook_path).resolve()
+    if not path.is_file():
+        raise KaleTraceError(
+            f"notebook:{name} points at {display_path(path)}, which does not exist",
+            fix="fix the cell's notebook_path metadata: a path relative to this notebook",
+            **located,
+        )
+    if path in source.stack:
+        chain = " -> ".join(p.name for p in (*source.stack, path))
+        raise KaleTraceError(
+            f"notebook:{name} makes a cycle of references: {chain}",
+            fix="a notebook cannot contain itself: remove one of the references",
+            **located,
+        )
+    return path
 
 
 def _single_step_name(stem: str) -> str:

@@ -93,6 +93,9 @@ class Cell:
     role: CellRole
     steps: tuple[str, ...]  # STEP cells: normalised step names (Kale's `block:a;b`), else ()
     tags: tuple[str, ...]  # the raw tags, for reports
+    # The notebook a `notebook:` cell brought the cell from (as messages show its path);
+    # None for the compiled notebook's own cells. `index` is then its index there.
+    origin: str | None = None
 
     @property
     def step(self) -> str | None:

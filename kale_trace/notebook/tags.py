@@ -47,7 +47,7 @@ VALID_TAGS = (
     "step:<name>, block:<name>[;<name>...], prev:<name>[;<name>...], "
     "limit:<resource>:<value>, image:<ref>, label:<key>:<value>, annotation:<key>:<value>, "
     "secret:<name>:<key>:<ENV_VAR>, secret:<name>:<mount path>, cache:enabled|disabled, "
-    "retries:<n>, report:true|false, raises-exception"
+    "retries:<n>, report:true|false, notebook:<name>, raises-exception"
 )
 _TRUE = {"true", "yes", "on", "enabled", "1"}
 _FALSE = {"false", "no", "off", "disabled", "0"}
@@ -70,6 +70,7 @@ class CellTags:
     cache: bool | None = None
     retries: int | None = None
     report: bool | None = None
+    notebook: str | None = None  # `notebook:<name>`: the cell stands for another notebook
     ignored: list[str] = field(default_factory=list)  # tags that lost to a special tag
     unknown: list[str] = field(default_factory=list)  # plain words no tool here knows
 
@@ -94,6 +95,12 @@ def parse_tags(tags: list[object]) -> CellTags:
         return parsed
     for tag in texts:
         _parse_one(parsed, tag)
+    if parsed.notebook is not None and (parsed.steps or parsed.has_step_settings):
+        raise KaleTraceError(
+            f"'notebook:{parsed.notebook}' stands for another notebook, so the cell cannot also "
+            "be a step or carry step settings",
+            fix="keep notebook:<name> alone on the cell; set step tags in the referenced notebook",
+        )
     if parsed.steps:
         parsed.role = CellRole.STEP
     return parsed
@@ -186,12 +193,10 @@ def _report(parsed: CellTags, value: str, tag: str) -> None:
 
 
 def _notebook(parsed: CellTags, value: str, tag: str) -> None:
-    raise KaleTraceError(
-        f"{tag!r} composes another notebook into this pipeline (Kale 2.3), which kale-trace "
-        "does not do yet",
-        fix="copy the referenced notebook's tagged cells into this notebook, or compile and "
-        "run it on its own",
-    )
+    """Kale 2.3's composition: this cell stands for another notebook (its `notebook_path`)."""
+    if not value.strip():
+        raise KaleTraceError(f"bad tag {tag!r}", fix="write notebook:<name>, e.g. notebook:train")
+    parsed.notebook = value.strip()
 
 
 def _old_dataflow(parsed: CellTags, value: str, tag: str) -> None:

@@ -37,7 +37,8 @@ class Edge:
     shape: tuple[int, ...] | None = None
     dtype: str | None = None
     columns: tuple[tuple[str, str], ...] | None = None
-    size_bytes: int | None = None
+    size_bytes: int | None = None  # in memory (arrays, frames, scalars)
+    saved_bytes: int | None = None  # the file the producer writes (the round-trip check's)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -55,6 +56,7 @@ class Step:
     metrics: tuple[str, ...]
     seconds: float | None
     peak_rss_bytes: int | None
+    settings: tuple[str, ...] = ()  # "pandas display.max_columns = 20", set before its cells
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,7 @@ def _edge(value: dict[str, Any], consumer: str, where: str) -> Edge:
         dtype=dtype,
         columns=_columns(value.get("columns"), where),
         size_bytes=size,
+        saved_bytes=_get(value, "saved_bytes", (int, type(None)), where, None),
     )
 
 
@@ -171,6 +174,7 @@ def from_dict(data: Any, where: str = "the dataflow") -> Report:
                 metrics=tuple(str(m) for m in _get(raw, "metrics", list, at, [])),
                 seconds=float(seconds) if seconds is not None else None,
                 peak_rss_bytes=_get(raw, "peak_rss_bytes", (int, type(None)), at, None),
+                settings=_settings(_get(raw, "settings", dict, at, {}), at),
             )
         )
     names = {s.name for s in steps}
@@ -214,4 +218,13 @@ def from_dict(data: Any, where: str = "the dataflow") -> Report:
         steps=tuple(steps),
         edges=tuple(edges),
         warnings=warnings,
+    )
+
+
+def _settings(raw: dict[str, Any], at: str) -> tuple[str, ...]:
+    """`module setting = value` lines, sorted (a step's `settings` in dataflow.json)."""
+    return tuple(
+        f"{module} {name} = {value!r}"
+        for module in sorted(raw)
+        for name, value in sorted(_get(raw, module, dict, f"{at} settings").items())
     )

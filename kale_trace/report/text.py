@@ -66,4 +66,21 @@ def columns(edge: Edge, limit: int | None = None) -> list[str]:
 
 
 # Jinja2 filters every report format shares.
-FILTERS = {"size": size, "seconds": seconds, "value": value, "shape": shape, "columns": columns}
+def sizes(edge: Any) -> str:
+    """What a value weighs: the file its step writes, and in memory where that is known."""
+    parts = []
+    if edge.saved_bytes is not None:
+        parts.append(f"{size(edge.saved_bytes)} saved")
+    if edge.size_bytes is not None:
+        parts.append(f"{size(edge.size_bytes)} in memory")
+    return ", ".join(parts) or "–"
+
+
+FILTERS = {
+    "sizes": sizes,
+    "size": size,
+    "seconds": seconds,
+    "value": value,
+    "shape": shape,
+    "columns": columns,
+}

@@ -128,7 +128,7 @@ def output_notebook(
     outputs in run order; cells the pipeline does not run have none.
     """
     notebook = nbformat.read(str(flow.notebook.path), as_version=4)
-    owners = {cell.index: cell.step for cell in flow.notebook.cells}
+    owners = {cell.index: cell.step for cell in flow.notebook.cells if cell.origin is None}
     by_cell: dict[int, list[dict[str, Any]]] = {}
     for step in flow.steps:
         for index, cell_outputs in outputs.get(step.name, {}).items():

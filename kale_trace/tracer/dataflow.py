@@ -23,6 +23,7 @@ from kale_trace.tracer.ast_names import NameFacts, analyse
 from kale_trace.tracer.file_flows import file_flows
 from kale_trace.tracer.flows import UNKNOWN_INFO, Dataflow, Flow, StepFlow
 from kale_trace.tracer.hidden_state import (
+    carry_settings,
     check_process_state,
     check_pyplot,
     check_split_steps,
@@ -83,6 +84,7 @@ def build_dataflow(notebook: Notebook, run: DryRun) -> Dataflow:
     file_flows(run, steps, warnings)
     if run.traced:
         rng_flows(run, steps, warnings)
+        carry_settings(run, steps)
     for write in writes:
         for name in sorted(write.indirect):
             if write.step not in (PROLOGUE, PARAMETERS):

@@ -47,6 +47,8 @@ class StepFlow:
     definitions: dict[str, str] = field(default_factory=dict)  # name -> def/class source
     metrics: list[str] = field(default_factory=list)
     modules: set[str] = field(default_factory=set)  # top-level modules the step's code imports
+    # module -> {setting: value} in effect when the step started in the notebook
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     peak_rss_bytes: int = 0
 

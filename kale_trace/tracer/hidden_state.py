@@ -5,6 +5,10 @@ earlier step left behind receives that step's final state and restores it before
 cells, so it draws the notebook's numbers (a step that seeds before drawing needs nothing).
 Where that cannot hold (a step split around another one that draws), and for the working
 directory, environment variables and pyplot's current figure, a warning names the step.
+
+Settings (pandas options, numpy print options, the decimal context, torch's defaults) are
+values, not state that moves: each step is given the ones in effect when it started in the
+notebook, and sets them after its imports cells.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from kale_trace.executor.dryrun import PARAMETERS, PROLOGUE, DryRun, Segment
 from kale_trace.marshal import RNG_STATE
 from kale_trace.tracer.flows import Flow, StepFlow
+from kale_trace.tracer.process_state import KERNEL_DEFAULTS
 
 RNG_KEYS = ("random", "numpy.random", "torch.random")  # global generators a step may draw from
 _SETUP = (PROLOGUE, PARAMETERS)  # rerun by every step, so never a producer
@@ -35,6 +40,27 @@ def rng_flows(run: DryRun, steps: dict[str, StepFlow], warnings: list[dict[str, 
             if moved or key not in before:
                 changer[key] = (segment.step, index)
             before[key] = hidden[key]
+
+
+def carry_settings(run: DryRun, steps: dict[str, StepFlow]) -> None:
+    """Give each step the settings the kernel had when the step's first cell ran."""
+    before = run.baseline.get("hidden", {}).get("settings", {})
+    started: set[str] = set()
+    for segment in run.segments:
+        after = segment.probe.get("hidden", {}).get("settings", before)
+        step = steps.get(segment.step)
+        if step is not None and segment.step not in started:
+            step.settings = {name: dict(values) for name, values in before.items()}
+            # A module the step imports itself gets the kernel's defaults where a plain
+            # process would choose others: set before the step's cells, the import is then
+            # a no-op and the option holds.
+            for module, keys in KERNEL_DEFAULTS.items():
+                if module in after and module not in before:
+                    kept = {k: after[module][k] for k in keys if k in after[module]}
+                    step.settings[module] = kept
+            step.settings = {m: values for m, values in step.settings.items() if values}
+            started.add(segment.step)
+        before = after
 
 
 def _receive(

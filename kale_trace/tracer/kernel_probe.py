@@ -276,7 +276,12 @@ def _unmovable(value: Any, kind: type) -> bool:
     return kind.__module__ == "builtins" and kind.__name__.endswith("iterator")
 
 
-def _size(value: Any) -> int:
+def _size(value: Any) -> int | None:
+    """Bytes in memory where that is cheap and true: arrays, frames, scalars, strings.
+
+    `sys.getsizeof` of other objects counts only their top level (a fitted forest is
+    "56 B"), so they have none; the report shows the size the step writes instead.
+    """
     try:
         if hasattr(value, "nbytes") and type(value).__module__.split(".")[0] in (
             "numpy",
@@ -286,9 +291,11 @@ def _size(value: Any) -> int:
         if type(value).__module__.startswith("pandas") and hasattr(value, "memory_usage"):
             usage = value.memory_usage(index=True, deep=False)
             return int(usage.sum()) if hasattr(usage, "sum") else int(usage)
-        return sys.getsizeof(value)
+        if isinstance(value, (str, bytes, bytearray, int, float, complex, bool)):
+            return sys.getsizeof(value)
     except Exception:
-        return 0
+        pass
+    return None
 
 
 def _json_exact(value: Any, depth: int) -> bool:
@@ -334,6 +341,7 @@ def _hidden_state() -> dict[str, Any]:
         "cwd": os.getcwd(),
         "environ": process_state.environment(),
         "builtins": process_state.builtins_changed(),
+        "settings": process_state.settings(),
     }
     pyplot = sys.modules.get("matplotlib.pyplot")
     if pyplot is not None:

@@ -163,3 +163,85 @@ def builtins_changed() -> list[str]:
 
 
 _IPYTHON_BUILTINS = {"exit", "quit", "get_ipython", "display", "dreload"}  # IPython's per cell
+
+
+# numpy's print options as a fresh numpy has them (the same in numpy 1.26 and 2.x).
+_NUMPY_PRINT_DEFAULTS = {
+    "edgeitems": 3,
+    "threshold": 1000,
+    "floatmode": "maxprec",
+    "precision": 8,
+    "suppress": False,
+    "linewidth": 75,
+    "nanstr": "nan",
+    "infstr": "inf",
+    "sign": "-",
+}
+# pandas chooses some display defaults by where it runs: a Jupyter kernel gets 20 columns, a
+# plain Python process (a pipeline step) sizes tables to a terminal. Always carried.
+KERNEL_DEFAULTS = {"pandas": ("display.max_columns",)}
+_PLAIN = (bool, int, float, str, type(None))
+
+
+def settings() -> dict[str, dict[str, Any]]:
+    """Settings a later step's fresh process would have otherwise, as plain values.
+
+    pandas options that differ from pandas' defaults (and those whose default depends on
+    running in a kernel), numpy print options, the `decimal` context's precision and
+    rounding, torch's default dtype and deterministic flag: each only once its module is
+    imported. Callables (a float_format function) cannot be written as values: left out.
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for name, reader in _SETTINGS.items():
+        if name in sys.modules:
+            try:
+                values = {k: v for k, v in reader(sys.modules[name]).items() if _plain(v)}
+            except Exception:
+                continue
+            if values:
+                found[name] = values
+    return found
+
+
+def _plain(value: Any) -> bool:
+    """A value a generated step can hold as a literal (no NaN: it equals nothing)."""
+    return type(value) in _PLAIN and value == value
+
+
+def _pandas(pandas: Any) -> dict[str, Any]:
+    registered = pandas._config.config._registered_options
+    values = {}
+    for key in sorted(registered):
+        value = pandas.get_option(key)
+        if key in KERNEL_DEFAULTS["pandas"] or value != registered[key].defval:
+            values[key] = value
+    return values
+
+
+def _numpy(numpy: Any) -> dict[str, Any]:
+    options = numpy.get_printoptions()
+    return {k: options[k] for k, v in _NUMPY_PRINT_DEFAULTS.items() if options.get(k, v) != v}
+
+
+def _decimal(decimal: Any) -> dict[str, Any]:
+    context = decimal.getcontext()
+    values = {"prec": context.prec, "rounding": context.rounding}
+    return {k: v for k, v in values.items() if v != getattr(decimal.DefaultContext, k)}
+
+
+def _torch(torch: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    dtype = str(torch.get_default_dtype()).removeprefix("torch.")
+    if dtype != "float32":
+        values["default_dtype"] = dtype
+    if torch.are_deterministic_algorithms_enabled():
+        values["deterministic_algorithms"] = True
+    return values
+
+
+_SETTINGS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "pandas": _pandas,
+    "numpy": _numpy,
+    "decimal": _decimal,
+    "torch": _torch,
+}
