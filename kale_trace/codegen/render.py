@@ -327,9 +327,9 @@ def _render_step(
     notebook_name = flow.notebook.path.name
     function = names.functions[step.name]
     io = _Names(set(_BODY_NAMES) | BUILTIN_NAMES)
-    settings = flow.notebook.step(step.name).settings
+    step_settings = flow.notebook.step(step.name).settings  # the step's tags (limit:, image:)
     cells = [_cell(c, notebook_name, step.name) for c in step.cells]
-    kept = _kept_outputs(step, settings.report, io)
+    kept = _kept_outputs(step, step_settings.report, io)
     arguments: list[str] = []  # the task's call: io name = pipeline parameter or output
     restores: list[str] = []  # global generator states, set right before the step's cells
     signature: list[str] = list(kept["signature"])
@@ -463,7 +463,7 @@ def _render_step(
         "function": function,
         "display_text": _comment_safe(step.display_name),
         "cell_list": ", ".join(str(c.index) for c in step.cells),
-        "image": value_literal(settings.image) if settings.image else "BASE_IMAGE",
+        "image": value_literal(step_settings.image) if step_settings.image else "BASE_IMAGE",
         "packages": [value_literal(p) for p in packages],
         "signature": signature,
         "helpers": [helpers[key] for key in sorted(helpers)],
