@@ -8,6 +8,8 @@ dropped; anything else would silently change meaning, so it is refused with a cl
 from __future__ import annotations
 
 import ast
+import re
+from dataclasses import dataclass
 from functools import lru_cache
 
 from IPython.core.inputtransformer2 import TransformerManager
@@ -182,3 +184,135 @@ def _refuse(what: str) -> None:
         fix="do it in plain Python (os.chdir, os.environ, subprocess.run), "
         "or move the line to a cell tagged `skip`",
     )
+
+
+# --- cells as pipeline steps run them -------------------------------------------------------
+
+# Magics that need a kernel's frontend, a GUI or a terminal: in a step they would hang, do
+# nothing, or fail, so the compile refuses them (docs/errors.md says why, one by one).
+KERNEL_ONLY_MAGICS = {
+    "connect_info": "it prints how to connect to the notebook's kernel; a step has none",
+    "qtconsole": "it opens a Qt console on the notebook's kernel; a step has no kernel or screen",
+    "gui": "it runs a GUI event loop; a step has no screen",
+    "edit": "it opens an editor; a step has no terminal",
+    "ed": "it opens an editor; a step has no terminal",
+    "debug": "it starts the interactive debugger; a step has no one to type at it",
+    "pdb": "it starts the interactive debugger on errors; a step has no one to type at it",
+    "load": "it replaces the cell's text in the notebook's frontend; a step has no frontend",
+    "paste": "it reads the terminal's clipboard; a step has none",
+    "cpaste": "it reads pasted text from a terminal; a step has none",
+    "recall": "it edits the next input in the frontend; a step has no frontend",
+    "rerun": "it reruns the notebook's input history; a step has a different history",
+}
+# `%matplotlib <backend>`: interactive backends draw into widgets or windows, not outputs.
+_WIDGET_BACKENDS = {"widget", "ipympl", "notebook", "nbagg", "qt", "qt5", "qt6", "tk", "gtk",
+                    "gtk3", "gtk4", "wx", "osx", "macosx"}  # fmt: skip
+
+_PIP_LINE = re.compile(
+    r"^(?P<indent>\s*)[%!]\s*(?:(?:\{sys\.executable\}|python3?) -m )?"
+    r"(?:pip3?|conda|mamba) install\b(?P<args>.*)$"
+)
+# pip options followed by a value: the value is not a requirement.
+_PIP_VALUE_OPTIONS = {
+    "-r", "--requirement", "-c", "--constraint", "-e", "--editable", "-i", "--index-url",
+    "--extra-index-url", "-f", "--find-links", "-t", "--target", "--prefix", "--root",
+    "--upgrade-strategy", "--python-version", "--platform", "--only-binary", "--no-binary",
+    "-n", "--name", "--channel",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StepCell:
+    """A cell as a pipeline step runs it.
+
+    `code` is what IPython runs (the cell, its install lines turned into comments); `plain`
+    is the cell as plain Python for a step without IPython (None: only IPython can run it;
+    equal to `code` when the cell has no magics); `packages` are what its install lines
+    installed, for the step's `packages_to_install`.
+    """
+
+    code: str
+    plain: str | None
+    packages: tuple[str, ...] = ()
+
+
+@lru_cache(maxsize=4096)
+def step_cell(source: str) -> StepCell:
+    """The cell as a step runs it; refuses magics that cannot work outside a kernel."""
+    check_runs_outside_a_kernel(source)
+    code, packages = install_lines(source)
+    try:
+        plain: str | None = plain_python(code)
+    except (KaleTraceError, SyntaxError):
+        plain = None
+    return StepCell(code, plain, packages)
+
+
+def check_runs_outside_a_kernel(source: str) -> None:
+    """Refuse a cell whose magics need the notebook's kernel, frontend or screen."""
+    try:
+        tree = ast.parse(python_source(source))
+    except SyntaxError:
+        return  # the dry run reports the notebook's own syntax errors, located
+    for node in ast.walk(tree):
+        call = _magic_call(node)
+        if call is None or call[0] not in ("run_line_magic", "run_cell_magic"):
+            continue
+        name, line = _constant(call[1], 0), _constant(call[1], 1).strip()
+        prefix = "%" if call[0] == "run_line_magic" else "%%"
+        if name in KERNEL_ONLY_MAGICS:
+            _refuse_kernel_magic(f"{prefix}{name}", KERNEL_ONLY_MAGICS[name])
+        if name == "matplotlib" and line.split()[:1] and line.split()[0] in _WIDGET_BACKENDS:
+            _refuse_kernel_magic(
+                f"%matplotlib {line.split()[0]}",
+                "an interactive backend draws into a widget or a window; a step has neither",
+                fix="use `%matplotlib inline` (figures are kept as PNG in the step's outputs)",
+            )
+
+
+def _refuse_kernel_magic(what: str, why: str, fix: str | None = None) -> None:
+    raise KaleTraceError(
+        f"{what} cannot run in a pipeline step: {why}",
+        fix=fix or "delete the line, or move it to a cell tagged `skip`",
+    )
+
+
+def install_lines(source: str) -> tuple[str, tuple[str, ...]]:
+    """`%pip install a b` lines as comments, and the requirements they name.
+
+    The dry run's kernel runs them; a step installs the packages before it starts instead
+    (KFP's packages_to_install), so the cell does not reinstall them on every run.
+    """
+    first = source.lstrip().split("\n", 1)[0]
+    if first.startswith("%%") and not first.startswith(("%%capture", "%%time")):
+        return source, ()  # a cell magic's body is its own language (%%writefile, %%bash)
+    lines, packages = [], []
+    for line in source.split("\n"):
+        match = _PIP_LINE.match(line)
+        if match is None:
+            lines.append(line)
+            continue
+        named = _requirements(match["args"])
+        packages.extend(named)
+        note = "installed before the step starts" if named else "not run in the step"
+        lines.append(f"{match['indent']}# {line.strip()}  (kale-trace: {note})")
+    return "\n".join(lines), tuple(packages)
+
+
+def _requirements(args: str) -> list[str]:
+    """The requirement words of a pip/conda install line, checked as pip reads them."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    words = args.split("#", 1)[0].split()
+    found, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word.startswith("-"):
+            skip = word in _PIP_VALUE_OPTIONS
+        elif "{" not in word and "$" not in word:  # IPython expands {var} and $var: unknown here
+            try:
+                found.append(str(Requirement(word.strip("'\""))))
+            except InvalidRequirement:
+                continue
+    return found

@@ -389,10 +389,30 @@ def run_command(notebook: Path, outdir: Path, debug: bool, cluster: Any, **kwarg
         _say(f"  {path.relative_to(run.run_dir)}")
     if len(paths) > _LISTED:
         _say(f"  ... and {len(paths) - _LISTED} more in {run.run_dir}")
+    _run_summary(compiled.dataflow, run)
 
 
 # Lists longer than this are cut on the console: the report and the run folder have them all.
 _LISTED = 20
+
+
+def _run_summary(flow: Any, run: Any) -> None:
+    """Each step's state and time, the metrics table, the output notebook and the reports."""
+    from kale_trace.runners.results import collect_results
+
+    results = collect_results(flow, run.run_dir, run.labels)
+    _say("steps:")
+    for task in run.tasks:
+        _say(f"  {run.labels.get(task.task, task.task):<24} {task.status.lower():<9} "
+             f"{task.seconds:7.1f} s")  # fmt: skip
+    if results.metrics:
+        width = max(len(name) for name in results.metrics)
+        _say("metrics:")
+        for name, value in results.metrics.items():
+            _say(f"  {name:<{width}}  {value:.6g}")
+    _say(f"notebook:  {results.notebook}")
+    for step, path in results.reports.items():
+        _say(f"report:    {flow.step(step).display_name}: {path}")
 
 
 def _report(flow: Any) -> None:

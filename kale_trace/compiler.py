@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kale_trace.cellcode import plain_python, python_source
+from kale_trace.cellcode import python_source, step_cell
 from kale_trace.codegen.kfp_compile import compile_to_yaml
 from kale_trace.codegen.render import render_pipeline
 from kale_trace.dataflow_json import dumps, to_dict
@@ -86,7 +86,8 @@ def trace_notebook(
 
 
 def _check_cells_compile(notebook: Notebook) -> None:
-    """Refuse cells a step cannot run (not Python, `!wget`, `%cd`) before any cell runs."""
+    """Refuse cells a step cannot run (not Python, `%connect_info`, `%matplotlib widget`)
+    before any cell runs."""
     for cell in notebook.cells:
         where = {"cell": cell.index, "cell_source": cell.source, "step": cell.step}
         where["notebook"] = cell.origin or str(notebook.path)
@@ -100,7 +101,7 @@ def _check_cells_compile(notebook: Notebook) -> None:
                 **where,
             ) from None
         try:
-            plain_python(cell.source)
+            step_cell(cell.source)
         except KaleTraceError as error:
             raise error.located(**where) from None
 

@@ -90,6 +90,14 @@ CASES = {
                                                        "os.kill(os.getpid(), signal.SIGKILL)")]),
         [], ["kernel died", "out of memory"], "step 'b'",
     ),
+    "a magic that needs the notebook's kernel": (
+        lambda t: _nb(t, [*OK, (["step:b", "prev:a"], "%connect_info")]),
+        [], ["%connect_info cannot run in a pipeline step", "a step has none"], "step 'b'",
+    ),
+    "an interactive matplotlib backend": (
+        lambda t: _nb(t, [("step:a", "%matplotlib widget\nx = 1")]),
+        [], ["%matplotlib widget cannot run", "%matplotlib inline"], "cell 0",
+    ),
     "a cell over --cell-timeout": (
         lambda t: _nb(t, [*OK, (["step:b", "prev:a"], "import time\ntime.sleep(60)")]),
         ["--cell-timeout", "1"], ["did not finish within 1"], "step 'b'",

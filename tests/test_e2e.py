@@ -29,8 +29,7 @@ def plain_notebook_values(path: Path, names: list[str]) -> dict:
 def metrics_of(run_outputs: Path, task: str) -> dict:
     [executor_output] = run_outputs.glob(f"*/{task}/executor_output.json")
     artifacts = read_json(executor_output)["artifacts"]
-    [metrics] = [a["artifacts"][0]["metadata"] for a in artifacts.values()]
-    return metrics
+    return artifacts["metrics"]["artifacts"][0]["metadata"]
 
 
 def test_example_runs_as_a_local_pipeline_and_matches_the_notebook(tmp_path):
@@ -46,6 +45,14 @@ def test_example_runs_as_a_local_pipeline_and_matches_the_notebook(tmp_path):
     pipeline_metrics = metrics_of(run_dir / "outputs", "evaluate")
     notebook = plain_notebook_values(EXAMPLE, ["logreg_accuracy", "forest_accuracy"])
     assert pipeline_metrics == notebook
+    # The output notebook shows what the steps printed; its metrics cell shows the metric.
+    output = nbformat.read(str(run_dir / "breast_cancer.ipynb"), as_version=4)
+    by_tags = {tuple(c.metadata.get("tags", [])): c for c in output.cells if c.cell_type == "code"}
+    [shape] = by_tags[("step:load-data",)].outputs
+    assert shape.output_type == "stream" and shape.text.startswith("(")
+    [metric] = by_tags[("pipeline-metrics",)].outputs
+    assert float(metric.data["text/plain"]) == pipeline_metrics["forest_accuracy"]
+    assert (run_dir / "reports" / "load_data.html").is_file()
 
     flow = read_json(outdir / "dataflow.json")
     steps = {s["name"]: s for s in flow["steps"]}

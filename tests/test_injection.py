@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yaml.reader import Reader
 
-from kale_trace.cellcode import plain_python
+from kale_trace.cellcode import step_cell
 from kale_trace.compiler import CompileOptions, compile_notebook
 from kale_trace.errors import KaleTraceError
 from kale_trace.notebook.tags import normalise_step_name
@@ -139,11 +139,11 @@ def test_hostile_notebooks_compile_to_exactly_the_expected_module(params, names,
             assert math.isclose(default, value, rel_tol=0, abs_tol=0) or default == value
         else:
             assert default == value
-    # Every cell's code reaches its component exactly as plain Python.
+    # Every cell's code reaches its component exactly as the step runs it.
     for component, code in zip(components, codes, strict=True):
         runs = [
             node
             for node in ast.walk(component)
             if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "_kale_run"
         ]
-        assert ast.literal_eval(runs[-1].args[2]) == plain_python(code)
+        assert ast.literal_eval(runs[-1].args[1]) == step_cell(code).code

@@ -328,11 +328,12 @@ def test_environment_magics_are_hidden_state(notebook, trace):
     assert ("a", "environ") not in warned(flow)
 
 
-def test_shell_lines_that_change_the_world_are_refused(notebook, trace, tmp_path):
+def test_shell_lines_run_in_the_step_as_in_jupyter(notebook, trace, tmp_path):
+    """Issue 14: steps run cells through IPython, so a `!` line is the step's, as written."""
     path = notebook([("step:a", "!touch made-by-shell.txt")])
-    with pytest.raises(KaleTraceError) as error:
-        compile_notebook(path, tmp_path / "out", CompileOptions({}, {}))
-    assert error.value.cell == 0 and error.value.fix
+    compiled = compile_notebook(path, tmp_path / "out", CompileOptions({}, {}))
+    source = compiled.python_path.read_text()
+    assert '"""!touch made-by-shell.txt""", cell=0, needs_ipython=True' in source
 
 
 # 17

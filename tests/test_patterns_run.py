@@ -38,7 +38,7 @@ def test_patterns_pipeline_reproduces_the_notebook(notebook, tmp_path):
     assert result.returncode == 0, result.stderr
     [executor_output] = (out / "runs").glob("*/outputs/*/use/executor_output.json")
     artifacts = read_json(executor_output)["artifacts"]
-    [metrics] = [a["artifacts"][0]["metadata"] for a in artifacts.values()]
+    metrics = artifacts["metrics"]["artifacts"][0]["metadata"]
 
     nb = nbformat.read(str(path), as_version=4)
     nb.cells.append(

@@ -199,7 +199,7 @@ def test_a_step_bigger_than_a_command_line_argument_runs(notebook, trace, tmp_pa
          "parameter 'text' is 195 KB"),
         ([("step:a", "\n".join(f"v{i} = {i}" for i in range(1200))),
           (["step:b", "prev:a"], "print(sum([" + ", ".join(f"v{i}" for i in range(1200)) + "]))")],
-         "the step has 1200 inputs and outputs"),
+         "the step has 1202 inputs and outputs"),  # 1200 values, the cells' outputs, the report
     ],
 )  # fmt: skip
 def test_what_cannot_fit_a_command_line_is_refused_at_compile_time(tmp_path, cells, words):

@@ -18,7 +18,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
-from kale_trace.cellcode import plain_python
+from kale_trace.cellcode import step_cell
 from kale_trace.codegen.emitted import select_definitions
 from kale_trace.codegen.formatting import format_python
 from kale_trace.codegen.limits import PACK_CELLS_OVER
@@ -30,6 +30,7 @@ from kale_trace.codegen.literals import (
     value_literal,
 )
 from kale_trace.codegen.packages import pinned_requirements
+from kale_trace.codegen.step_cells import cells_source
 from kale_trace.codegen.step_settings import PipelineSettings, pipeline_settings, task_settings
 from kale_trace.errors import KaleTraceError
 from kale_trace.marshal import (
@@ -44,9 +45,11 @@ from kale_trace.notebook.model import Cell
 from kale_trace.notebook.settings import check_image
 from kale_trace.tracer.dataflow import Dataflow, Flow, StepFlow
 
-_DSL_IMPORTS = ["Artifact", "Dataset", "Input", "Metrics", "Model", "Output", "OutputPath"]
+_DSL_IMPORTS = ["Artifact", "Dataset", "HTML", "Input", "Metrics", "Model", "Output", "OutputPath"]
 _MODULE_NAMES = {"dsl", "compiler", "kfp", "BASE_IMAGE", *_DSL_IMPORTS}
 _BODY_NAMES = {"linecache", "json", "cloudpickle", "sys", "types"}
+OUTPUTS_PORT = "cell_outputs"  # every step: its cells' outputs, nbformat JSON (the runner reads it)
+REPORT_PORT = "step_report"  # the step's report (HTML), unless `report:false`
 
 _WRITE_PARAMETER = """def _kale_write_parameter(path, value, name, kind):
     # KFP reads string outputs as text and every other type as JSON.
@@ -271,20 +274,30 @@ def _cell(cell: Cell, notebook_name: str, step: str | None) -> dict[str, Any]:
     notebook_name = Path(cell.origin).name if cell.origin else notebook_name
     where = f"{notebook_name} cell {cell.index}" + (f", step {step}" if step else "")
     try:
-        code = plain_python(cell.source)
+        runs = step_cell(cell.source)
     except KaleTraceError as error:
         where_cell = {"cell": cell.index, "cell_source": cell.source, "step": step}
         raise error.located(notebook=cell.origin, **where_cell) from None
-    literal = code_literal(code)
+    literal = code_literal(runs.code)
     packed = len(literal.encode("utf-8", "surrogatepass")) > PACK_CELLS_OVER
     if packed:
-        blob = zlib.compress(code.encode("utf-8", "surrogatepass"), 9)
+        blob = zlib.compress(runs.code.encode("utf-8", "surrogatepass"), 9)
         literal = f"_kale_inflate({value_literal(base64.b85encode(blob).decode('ascii'))})"
+    # Outputs are kept by the cell's place in this notebook (a composed notebook's are not).
+    options = f", cell={cell.index}" if cell.origin is None else ""
+    if runs.plain is None:
+        options += ", needs_ipython=True"  # no plain-Python form: `!cmd`, `%%writefile`, ...
+    elif runs.plain != runs.code:
+        options += f", plain={code_literal(runs.plain)}"
+    if "raises-exception" in cell.tags:
+        options += ", may_raise=True"
     return {
         "filename": value_literal(f"<{where}>"),
         "code": literal,
         "packed": packed,
-        "may_raise": "raises-exception" in cell.tags,
+        "options": options,
+        "packages": runs.packages,
+        "needs_ipython": runs.plain is None,
     }
 
 
@@ -325,12 +338,15 @@ def _render_step(
     notebook_name = flow.notebook.path.name
     function = names.functions[step.name]
     io = _Names(set(_BODY_NAMES) | BUILTIN_NAMES)
+    step_settings = flow.notebook.step(step.name).settings  # the step's tags (limit:, image:)
+    cells = [_cell(c, notebook_name, step.name) for c in step.cells]
+    kept = _kept_outputs(step, step_settings.report, io)
     arguments: list[str] = []  # the task's call: io name = pipeline parameter or output
     restores: list[str] = []  # global generator states, set right before the step's cells
-    signature: list[str] = []
+    signature: list[str] = list(kept["signature"])
     loads: list[str] = []
     saves: list[str] = []
-    helpers: dict[str, str] = {}
+    helpers: dict[str, str] = {"cells": cells_source()}
     # Marshallers' sources by save function, and the functions this component calls.
     marshal_sources: dict[str, str] = {}
     entries: set[str] = set()
@@ -419,16 +435,17 @@ def _render_step(
         {
             "filename": value_literal(f"<{notebook_name}: import {name}>"),
             "code": code_literal(line + "\n"),
+            "options": "",
         }
         for name, line in sorted(step.imports.items())
     ] + [
         {
             "filename": value_literal(f"<{notebook_name}: definition of {name}>"),
             "code": code_literal(source + "\n"),
+            "options": "",
         }
         for name, source in step.definitions.items()
     ]
-    settings = flow.notebook.step(step.name).settings
     packages: list[str] = []
     if not local:
         marshal_packages = {p for _, port in inputs for p in port.marshaller.packages}
@@ -447,24 +464,60 @@ def _render_step(
             for f in step.inputs
             if "." in f.info.get("type", "")
         }
+        if any(c["needs_ipython"] for c in cells):
+            marshal_packages.add("ipython")  # `!cmd`, `%%writefile`: IPython runs them
         packages = pinned_requirements(
             flow.prologue_modules | step.modules | value_modules, marshal_packages
         )
+        packages += _installed_by_cells(flow, cells, packages)
     return {
         "function": function,
         "display_text": _comment_safe(step.display_name),
         "cell_list": ", ".join(str(c.index) for c in step.cells),
-        "image": value_literal(settings.image) if settings.image else "BASE_IMAGE",
+        "image": value_literal(step_settings.image) if step_settings.image else "BASE_IMAGE",
         "packages": [value_literal(p) for p in packages],
         "signature": signature,
         "helpers": [helpers[key] for key in sorted(helpers)],
         "loads": loads,
         "reemit": reemit,
-        "cells": [_cell(c, notebook_name, step.name) for c in step.cells],
+        "cells": cells,
+        "outputs_port": kept["outputs"],
+        "report": kept["report"],
         "saves": saves,
         "restores": restores,
         "arguments": arguments,
     }
+
+
+def _kept_outputs(step: StepFlow, report: bool | None, io: _Names) -> dict[str, Any]:
+    """The ports for the cells' outputs and the step's report (Kale's `report:`, on unless
+    `report:false`); taken before any notebook name, so the runner knows them."""
+    outputs = io.take(OUTPUTS_PORT)
+    kept: dict[str, Any] = {"outputs": outputs, "signature": [f"{outputs}: Output[Artifact]"]}
+    kept["report"] = None
+    if report is not False:
+        port = io.take(REPORT_PORT)
+        kept["signature"].append(f"{port}: Output[HTML]")
+        own = [c.index for c in step.cells if c.origin is None]
+        kept["report"] = (
+            f"_kale_cells.report({port}.path, {value_literal(step.display_name)}, {own!r}, "
+            f"explicit={report is True})"
+        )
+    return kept
+
+
+def _installed_by_cells(flow: Dataflow, cells: list[dict[str, Any]], pins: list[str]) -> list[str]:
+    """What the step's `%pip install` lines (and the prologue's) name, unless pinned already."""
+    prologue = [step_cell(c.source).packages for c in flow.prologue]
+    named = [p for group in prologue for p in group] + [p for c in cells for p in c["packages"]]
+    have = {pin.split("==")[0].lower() for pin in pins}
+    extra: list[str] = []
+    for requirement in named:
+        name = re.split(r"[<>=!~\[; ]", requirement, maxsplit=1)[0].lower()
+        if name not in have:
+            have.add(name)
+            extra.append(requirement)
+    return extra
 
 
 def _step_settings(step: StepFlow, flow: Dataflow) -> dict[str, dict[str, Any]]:

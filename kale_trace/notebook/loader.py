@@ -25,6 +25,7 @@ from typing import Any
 import nbformat
 import networkx as nx
 
+from kale_trace.cellcode import install_lines
 from kale_trace.errors import KaleTraceError, display_path
 from kale_trace.notebook.metadata import read_config, settings_of
 from kale_trace.notebook.model import (
@@ -382,6 +383,16 @@ def _note_tags(cell: _RawCell, reading: _Reading) -> None:
     if parsed.unknown:
         reading.notes.append(
             Note(f"unknown tag(s) ignored: {', '.join(parsed.unknown)}", cell.index, True)
+        )
+    code, packages = install_lines(cell.source)
+    if code != cell.source:
+        named = ", ".join(packages) or "nothing (no requirement kale-trace can read)"
+        reading.notes.append(
+            Note(
+                "its install lines run in the dry run only; in the pipeline the step installs "
+                f"{named} before it starts (packages_to_install) instead of running them",
+                cell=cell.index,
+            )
         )
 
 

@@ -53,6 +53,7 @@ class LocalRun:
     run_dir: Path  # the pipeline_root of this run: every task's outputs are under it
     tasks: list[TaskResult]
     succeeded: bool
+    labels: dict[str, str] = field(default_factory=dict)  # KFP task name -> display name
 
     def outputs(self) -> list[Path]:
         """Every output file the tasks wrote (artifacts and parameter files)."""
@@ -98,7 +99,7 @@ def run_locally(
     finally:
         _write_log(run_dir / "run.log", watch.full_log)
     tasks = watch.tasks
-    run = LocalRun(root, tasks, code == 0 and all(t.status == "SUCCESS" for t in tasks))
+    run = LocalRun(root, tasks, code == 0 and all(t.status == "SUCCESS" for t in tasks), labels)
     if not run.succeeded:
         failed = next((t for t in tasks if t.status != "SUCCESS"), None)
         raise KaleTraceError(
@@ -108,9 +109,21 @@ def run_locally(
             details=user_traceback(failed.log if failed else [])
             or user_traceback(watch.full_log)  # kfp.local's own error, after the task
             or "(no traceback in the log)",
-            fix=f"fix the cell named in the traceback; the full log of every task is in {run_dir}",
+            fix=f"fix the cell named in the traceback; the full log of every task is in {run_dir}"
+            + _partial_notebook(flow, root, labels),
         )
     return run
+
+
+def _partial_notebook(flow: Dataflow, root: Path, labels: dict[str, str]) -> str:
+    """A failed run still writes its output notebook, with the error in its cell (papermill)."""
+    from kale_trace.runners.results import collect_results
+
+    try:
+        notebook = collect_results(flow, root, labels).notebook
+    except KaleTraceError:
+        return ""  # the disk is full: the log still says what happened
+    return f", and the output notebook, up to the error, is {notebook}"
 
 
 def _new_run_dir(runs_dir: Path) -> Path:
