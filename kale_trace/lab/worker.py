@@ -105,9 +105,13 @@ def _compile(spec: dict[str, Any], events: Events) -> Any:
         cell_timeout=spec.get("cell_timeout"),
         base_image=spec.get("base_image") or None,
     )
-    compiled = compile_notebook(notebook, Path(spec["outdir"]), options, progress=events.progress)
+    outdir = Path(spec["outdir"])
+    before = _previous_dataflow(outdir)
+    compiled = compile_notebook(notebook, outdir, options, progress=events.progress)
     events.send(
         "compiled",
+        flow=json.loads(compiled.dataflow_path.read_text(encoding="utf-8")),
+        changes=_changes(before, compiled.dataflow_path),
         outdir=str(compiled.outdir),
         python=str(compiled.python_path),
         yaml=str(compiled.yaml_path),
@@ -116,6 +120,27 @@ def _compile(spec: dict[str, Any], events: Events) -> Any:
         report_md=str(compiled.outdir / "report.md"),
     )
     return compiled
+
+
+def _previous_dataflow(outdir: Path) -> dict[str, Any] | None:
+    """The last compile's dataflow.json, read before the compile replaces the folder."""
+    try:
+        return json.loads((outdir / "dataflow.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _changes(before: dict[str, Any] | None, after: Path) -> str | None:
+    """What changed since the last compile: `kale-trace report --against`'s Markdown."""
+    if before is None:
+        return None
+    from kale_trace.report import diff, from_dict, load_report, render_diff
+
+    try:
+        old = from_dict(before, where="the previous compile")
+    except KaleTraceError:
+        return None  # written by another kale-trace version: nothing to compare with
+    return render_diff(diff(old, load_report(after), "previous", "this compile"), "md")
 
 
 def _run_local(compiled: Any, events: Events) -> dict[str, Any]:

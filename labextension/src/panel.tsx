@@ -1,0 +1,313 @@
+/**
+ * The left panel: enable, pipeline name / experiment / description, base image, caching,
+ * volumes, sample parameters, KFP host; Compile, Run locally, Upload, Run on Kubeflow with
+ * live per-stage progress, cancel, links to what was written, and located errors.
+ */
+import { ReactWidget } from '@jupyterlab/apputils';
+import { NotebookPanel, INotebookTracker } from '@jupyterlab/notebook';
+import { JupyterFrontEnd } from '@jupyterlab/application';
+import React, { useEffect, useState } from 'react';
+
+import { cancelJob, IJobEvent, IJobView, ILocatedError, pollJob, relativeToRoot, serverConfig, startJob } from './api';
+import { checkPipelineName, checkVolume, IPipelineMeta, IVolume, readMeta, writeMeta } from './metadata';
+import { IDataflow } from './dataflow';
+import { Store } from './store';
+
+export const PANEL_ID = 'kale-trace-panel';
+
+interface IProps {
+  app: JupyterFrontEnd;
+  tracker: INotebookTracker;
+  store: Store;
+  openReport: (path: string) => void;
+}
+
+const ACTIONS: [string, string][] = [
+  ['compile', 'Compile'],
+  ['run', 'Run locally'],
+  ['upload', 'Upload'],
+  ['run-kfp', 'Run on Kubeflow']
+];
+
+function sleep(ms: number): Promise<void> {
+  return new Promise(resolve => setTimeout(resolve, ms));
+}
+
+/** Per-stage rows from the job's events: each dry-run step, compile, each local step. */
+export function stageRows(events: IJobEvent[], finished: boolean): { key: string; label: string; state: string }[] {
+  const rows: { key: string; label: string; state: string }[] = [];
+  const find = (key: string) => rows.find(r => r.key === key);
+  for (const event of events) {
+    if (event.kind !== 'progress' || !event.stage || event.stage === 'info' || event.stage === 'load') {
+      continue;
+    }
+    const last = rows[rows.length - 1];
+    if (last && last.state === 'running' && !last.key.startsWith('local:')) {
+      last.state = 'done';
+    }
+    if (event.stage === 'local-step') {
+      const key = 'local:' + event.step;
+      const row = find(key) ?? { key, label: `run ${event.step}`, state: 'running' };
+      row.state = event.state === 'running' ? 'running' : (event.state ?? 'done');
+      if (!find(key)) {
+        rows.push(row);
+      }
+    } else {
+      const key = event.stage + ':' + (event.step ?? '');
+      if (!find(key)) {
+        const label = event.stage === 'dry-run' ? `dry run ${event.step}` : event.stage.replace('-', ' ');
+        rows.push({ key, label, state: 'running' });
+      }
+    }
+  }
+  if (finished) {
+    rows.filter(r => r.state === 'running').forEach(r => (r.state = 'stopped'));
+  }
+  return rows;
+}
+
+function useNotebook(tracker: INotebookTracker, store: Store): [NotebookPanel | null, number] {
+  const [panel, setPanel] = useState<NotebookPanel | null>(tracker.currentWidget);
+  const [version, setVersion] = useState(0);
+  useEffect(() => {
+    const onChange = () => setPanel(tracker.currentWidget);
+    tracker.currentChanged.connect(onChange);
+    const onStore = () => setVersion(v => v + 1);
+    store.changed.connect(onStore);
+    return () => {
+      tracker.currentChanged.disconnect(onChange);
+      store.changed.disconnect(onStore);
+    };
+  }, [tracker, store]);
+  useEffect(() => {
+    if (!panel?.model) {
+      return;
+    }
+    const onMeta = () => setVersion(v => v + 1);
+    panel.model.metadataChanged.connect(onMeta);
+    return () => {
+      panel.model?.metadataChanged.disconnect(onMeta);
+    };
+  }, [panel, panel?.model]);
+  return [panel, version];
+}
+
+function Field(props: { label: string; value: string; error?: string | null; id: string; onChange: (v: string) => void; placeholder?: string }) {
+  return (
+    <label className="kt-field">
+      <span>{props.label}</span>
+      <input id={props.id} value={props.value} placeholder={props.placeholder} onChange={e => props.onChange(e.target.value)} />
+      {props.error ? <span className="kt-invalid">{props.error}</span> : null}
+    </label>
+  );
+}
+
+function Volumes(props: { volumes: IVolume[]; onChange: (v: IVolume[]) => void }) {
+  const update = (i: number, change: Partial<IVolume>) =>
+    props.onChange(props.volumes.map((v, j) => (i === j ? { ...v, ...change } : v)));
+  return (
+    <div className="kt-volumes">
+      <span>Volumes</span>
+      {props.volumes.map((v, i) => (
+        <div key={i} className="kt-volume">
+          <select value={v.type} onChange={e => update(i, { type: e.target.value })}>
+            <option value="pvc">existing claim</option>
+            <option value="new_pvc">new claim</option>
+          </select>
+          <input placeholder="claim name" value={v.name} onChange={e => update(i, { name: e.target.value })} />
+          <input placeholder="/mount/path" value={v.mount_point} onChange={e => update(i, { mount_point: e.target.value })} />
+          {v.type === 'new_pvc' ? (
+            <input placeholder="size (Gi)" value={String(v.size ?? '')} onChange={e => update(i, { size: Number(e.target.value), size_type: 'Gi' })} />
+          ) : null}
+          <button onClick={() => props.onChange(props.volumes.filter((_, j) => j !== i))}>×</button>
+          {checkVolume(v) ? <span className="kt-invalid">{checkVolume(v)}</span> : null}
+        </div>
+      ))}
+      <button className="kt-add-volume" onClick={() => props.onChange([...props.volumes, { type: 'pvc', name: '', mount_point: '' }])}>
+        + volume
+      </button>
+    </div>
+  );
+}
+
+function ErrorBox(props: { error: ILocatedError; goToCell: (i: number) => void }) {
+  const e = props.error;
+  const where = [e.notebook, e.cell !== null && e.cell !== undefined ? `cell ${e.cell}` : null, e.step ? `step '${e.step}'` : null]
+    .filter(Boolean)
+    .join(', ');
+  return (
+    <div className="kt-error">
+      <div className="kt-error-where">{where}</div>
+      <div className="kt-error-message">{e.message}</div>
+      {e.fix ? <div className="kt-error-fix">fix: {e.fix}</div> : null}
+      {e.details ? <pre className="kt-error-details">{e.details}</pre> : null}
+      {e.cell !== null && e.cell !== undefined ? (
+        <button className="kt-goto" onClick={() => props.goToCell(e.cell as number)}>
+          Go to cell {e.cell}
+        </button>
+      ) : null}
+    </div>
+  );
+}
+
+function Results(props: { view: IJobView; root: string; app: JupyterFrontEnd; openReport: (p: string) => void }) {
+  const result = props.view.result;
+  const done = props.view.done;
+  const open = (absolute: string) => props.app.commands.execute('docmanager:open', { path: relativeToRoot(props.root, absolute) });
+  if (!result) {
+    return null;
+  }
+  return (
+    <div className="kt-results">
+      <a className="kt-link-py" onClick={() => open(result.python)}>pipeline .py</a>
+      <a className="kt-link-yaml" onClick={() => open(result.yaml)}>pipeline .yaml</a>
+      <a className="kt-link-report" onClick={() => props.openReport(relativeToRoot(props.root, result.report_html))}>type report</a>
+      {done && typeof done.run_dir === 'string' ? (
+        <a className="kt-link-run" onClick={() => props.app.commands.execute('filebrowser:go-to-path', { path: relativeToRoot(props.root, done.run_dir as string) })}>
+          run outputs ({(done.outputs as string[]).length} files)
+        </a>
+      ) : null}
+      {done && typeof done.url === 'string' ? (
+        <a className="kt-link-kfp" href={done.url as string} target="_blank" rel="noreferrer">run in the KFP UI</a>
+      ) : null}
+    </div>
+  );
+}
+
+export function PanelView(props: IProps) {
+  const [panel] = useNotebook(props.tracker, props.store);
+  const [job, setJob] = useState<IJobView | null>(null);
+  const [events, setEvents] = useState<IJobEvent[]>([]);
+  const [requestError, setRequestError] = useState<string | null>(null);
+  const [root, setRoot] = useState('');
+  const [kfpHost, setKfpHost] = useState('');
+  useEffect(() => {
+    serverConfig().then(c => { setRoot(c.root); setKfpHost(h => h || c.kfp_host); }).catch(() => undefined);
+  }, []);
+  if (!panel?.model) {
+    return <div className="kt-panel kt-empty">Open a notebook to tag it and compile it with kale-trace.</div>;
+  }
+  const model = panel.model;
+  const path = panel.context.path;
+  const raw = model.getMetadata('kubeflow_notebook');
+  const { enabled: hasMeta, meta } = readMeta(raw);
+  const enabled = hasMeta || props.store.settings.enableByDefault;
+  const extra = (model.getMetadata('kale_trace') as { sample_params?: string } | undefined) ?? {};
+  const setMeta = (change: Partial<IPipelineMeta>) => model.setMetadata('kubeflow_notebook', writeMeta(raw, { ...meta, ...change }));
+  const enable = (on: boolean) => {
+    if (on) {
+      setMeta({ docker_image: meta.docker_image || props.store.settings.baseImage });
+    } else {
+      model.deleteMetadata('kubeflow_notebook');
+    }
+    props.store.touch(path);
+  };
+  const goToCell = (index: number) => {
+    props.app.shell.activateById(panel.id);
+    panel.content.activeCellIndex = index;
+    void panel.content.scrollToItem(index, 'center');
+  };
+  const running = job !== null && job.state === 'running';
+
+  const start = async (action: string) => {
+    setRequestError(null);
+    try {
+      if (props.store.settings.saveBeforeCompile) {
+        await panel.context.save();
+      }
+      const options = {
+        outdir: props.store.settings.outputFolder,
+        base_image: meta.docker_image ? '' : props.store.settings.baseImage,
+        sample_params: extra.sample_params ?? '',
+        kfp_host: kfpHost,
+        experiment: meta.experiment_name,
+        wait: action === 'run-kfp'
+      };
+      let view = await startJob(path, action, options);
+      let all: IJobEvent[] = [...view.events];
+      setJob(view);
+      setEvents(all);
+      while (view.state === 'running' || view.next < all.length) {
+        await sleep(400);
+        view = await pollJob(view.id, all.length);
+        all = [...all, ...view.events];
+        setJob(view);
+        setEvents(all);
+        if (view.state !== 'running' && view.events.length === 0) {
+          break;
+        }
+      }
+      const compiled = all.find(e => e.kind === 'compiled');
+      if (compiled && compiled.flow) {
+        props.store.setDataflow(path, compiled.flow as IDataflow);
+      }
+    } catch (error) {
+      setRequestError(String((error as Error).message ?? error));
+    }
+  };
+  const cancel = async () => {
+    if (job) {
+      setJob(await cancelJob(job.id));
+    }
+  };
+  const changes = events.find(e => e.kind === 'compiled')?.changes as string | null | undefined;
+  const rows = stageRows(events, job !== null && job.state !== 'running');
+
+  return (
+    <div className="kt-panel">
+      <h2>kale-trace</h2>
+      <label className="kt-enable">
+        <input type="checkbox" checked={enabled} onChange={e => enable(e.target.checked)} /> Enable for this notebook
+      </label>
+      {enabled ? (
+        <div className="kt-form">
+          <Field id="kt-pipeline-name" label="Pipeline name" value={meta.pipeline_name} placeholder={path.split('/').pop()?.replace('.ipynb', '')}
+            error={checkPipelineName(meta.pipeline_name)} onChange={v => setMeta({ pipeline_name: v })} />
+          <Field id="kt-experiment" label="Experiment" value={meta.experiment_name} placeholder="Default" onChange={v => setMeta({ experiment_name: v })} />
+          <Field id="kt-description" label="Description" value={meta.pipeline_description} onChange={v => setMeta({ pipeline_description: v })} />
+          <Field id="kt-base-image" label="Base image" value={meta.docker_image} placeholder={props.store.settings.baseImage || 'python:X.Y of the dry run'}
+            onChange={v => setMeta({ docker_image: v })} />
+          <label className="kt-field kt-check">
+            <input type="checkbox" checked={meta.enable_caching} onChange={e => setMeta({ enable_caching: e.target.checked })} /> Caching
+          </label>
+          <Volumes volumes={meta.volumes} onChange={v => setMeta({ volumes: v })} />
+          <Field id="kt-sample-params" label="Sample parameters (dry run only)" value={extra.sample_params ?? ''} placeholder="sample-params.yaml"
+            onChange={v => model.setMetadata('kale_trace', { ...extra, sample_params: v })} />
+          <Field id="kt-kfp-host" label="KFP host (credentials: the server's environment)" value={kfpHost} placeholder="http://localhost:8080" onChange={setKfpHost} />
+          <div className="kt-buttons">
+            {ACTIONS.map(([action, label]) => (
+              <button key={action} id={`kt-${action}`} className="jp-mod-styled jp-mod-accept" disabled={running} onClick={() => void start(action)}>
+                {label}
+              </button>
+            ))}
+            {running ? <button id="kt-cancel" className="jp-mod-styled jp-mod-warn" onClick={() => void cancel()}>Cancel</button> : null}
+          </div>
+        </div>
+      ) : null}
+      {requestError ? <div className="kt-error"><div className="kt-error-message">{requestError}</div></div> : null}
+      {job ? (
+        <div className="kt-job" data-state={job.state}>
+          <div className="kt-job-state">{job.action}: {job.state}</div>
+          <ul className="kt-progress">
+            {rows.map(r => (
+              <li key={r.key} className={`kt-stage kt-stage-${r.state.toLowerCase()}`} data-stage={r.key}>
+                <span className="kt-stage-state">{r.state}</span> {r.label}
+              </li>
+            ))}
+          </ul>
+          {job.error ? <ErrorBox error={job.error} goToCell={goToCell} /> : null}
+          <Results view={job} root={root} app={props.app} openReport={props.openReport} />
+          {changes ? <details className="kt-changes"><summary>What changed since the last compile</summary><pre>{changes}</pre></details> : null}
+        </div>
+      ) : null}
+    </div>
+  );
+}
+
+export function createPanel(props: IProps): ReactWidget {
+  const widget = ReactWidget.create(<PanelView {...props} />);
+  widget.id = PANEL_ID;
+  widget.title.caption = 'kale-trace';
+  widget.addClass('kt-panel-widget');
+  return widget;
+}
