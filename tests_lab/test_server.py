@@ -47,6 +47,12 @@ async def test_compile_job_reports_each_stage_and_writes_the_outputs(
     flow = json.loads(Path(result["dataflow"]).read_text())
     total = next(s for s in flow["steps"] if s["name"] == "total")
     assert [(i["name"], i["from"]) for i in total["inputs"]] == [("values", "make")]
+    report = await jp_fetch("kale-trace", "jobs", job["id"], "files", "report_html")
+    assert report.headers["Content-Type"].startswith("text/html")
+    assert b"total" in report.body and report.body.lstrip().lower().startswith(b"<!doctype html")
+    with pytest.raises(HTTPClientError) as missing:
+        await jp_fetch("kale-trace", "jobs", job["id"], "files", "notebook")
+    assert missing.value.code == 404
 
 
 async def test_cancel_ends_the_dry_run_kernel_and_the_worker(

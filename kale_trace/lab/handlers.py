@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import tornado.web
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.utils import url_path_join
 
 from kale_trace.lab.jobs import JobManager
@@ -98,6 +98,40 @@ class LogHandler(JobHandler):
             self.answer({"id": job.id, "log": list(job.log)})
 
 
+_FILES = {
+    "python": "text/x-python",
+    "yaml": "application/yaml",
+    "report_html": "text/html",
+    "report_md": "text/markdown",
+    "dataflow": "application/json",
+}
+
+
+class FileHandler(JupyterHandler):
+    """GET one file a job wrote, by its key: output folders are often hidden (`.kale/`),
+    which Jupyter's contents API refuses to serve, and only files a job named are served.
+    Not an APIHandler: that one answers JSON only."""
+
+    @tornado.web.authenticated
+    def get(self, job_id: str, key: str) -> None:
+        job = self.settings["kale_trace_jobs"].jobs.get(job_id)
+        if job is None:
+            raise tornado.web.HTTPError(404, f"no job {job_id}")
+        result = job.view()["result"] or {}
+        if key not in _FILES or not result.get(key):
+            raise tornado.web.HTTPError(404, f"job {job_id} wrote no {key}")
+        try:
+            text = Path(result[key]).read_text(encoding="utf-8")
+        except OSError as error:
+            raise tornado.web.HTTPError(410, f"{result[key]}: {error.strerror}") from None
+        self.set_header("Content-Type", f"{_FILES[key]}; charset=utf-8")
+        self.set_header(
+            "Content-Security-Policy",
+            "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+        )
+        self.finish(text)
+
+
 class ConfigHandler(_Base):
     """What the panel may show of the server's KFP setup: the host, never a credential."""
 
@@ -124,6 +158,10 @@ def setup_handlers(web_app: Any, root: Path) -> JobManager:
             (url_path_join(base, "jobs"), JobsHandler),
             (url_path_join(base, "jobs", r"(?P<job_id>[0-9a-f]+)"), JobHandler),
             (url_path_join(base, "jobs", r"(?P<job_id>[0-9a-f]+)", "log"), LogHandler),
+            (
+                url_path_join(base, "jobs", r"(?P<job_id>[0-9a-f]+)", "files", r"(?P<key>\w+)"),
+                FileHandler,
+            ),
             (url_path_join(base, "config"), ConfigHandler),
         ],
     )

@@ -59,6 +59,17 @@ export function cancelJob(id: string): Promise<IJobView> {
   return call<IJobView>(['jobs', id], { method: 'DELETE' });
 }
 
+/** A file the job wrote (python, yaml, report_html, report_md, dataflow), as text. */
+export async function jobFile(id: string, key: string): Promise<string> {
+  const settings = ServerConnection.makeSettings();
+  const url = URLExt.join(settings.baseUrl, 'kale-trace', 'jobs', id, 'files', key);
+  const response = await ServerConnection.makeRequest(url, {}, settings);
+  if (!response.ok) {
+    throw new Error(`${key}: HTTP ${response.status}`);
+  }
+  return response.text();
+}
+
 export function serverConfig(): Promise<{ kfp_host: string; root: string; has_token: boolean }> {
   return call(['config']);
 }

@@ -4,10 +4,12 @@
  */
 import { ILabShell, ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { MainAreaWidget } from '@jupyterlab/apputils';
-import { PageConfig, URLExt } from '@jupyterlab/coreutils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IFrame, LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import { jobFile } from './api';
 
 import { CellRows } from './cellrow';
 import { createPanel } from './panel';
@@ -23,20 +25,31 @@ const ICON = new LabIcon({
     '<path d="M7 6l10 5v2L7 18v-2l8-4-8-4z"/></g></svg>'
 });
 
-/** The type report (report.html, one offline file) in a main-area tab, served by /files/. */
-function openReport(app: JupyterFrontEnd, path: string): void {
-  const id = 'kale-trace-report:' + path;
-  const existing = Array.from(app.shell.widgets('main')).find(w => w.id === id);
-  if (existing) {
-    existing.dispose(); // a new compile: show the new report
+/** A main-area tab showing a file a job wrote: the type report rendered, code as text. */
+async function openOutput(app: JupyterFrontEnd, jobId: string, key: string, title: string): Promise<void> {
+  const id = `kale-trace-${key}`;
+  Array.from(app.shell.widgets('main'))
+    .filter(w => w.id === id)
+    .forEach(w => w.dispose()); // a new compile: show the new file
+  const text = await jobFile(jobId, key);
+  let content: Widget;
+  if (key === 'report_html') {
+    const frame = new IFrame({ sandbox: [] }); // the report has no script: none may run
+    (frame.node.querySelector('iframe') as HTMLIFrameElement).srcdoc = text;
+    content = frame;
+  } else {
+    content = new Widget();
+    const pre = document.createElement('pre');
+    pre.className = 'kt-output-text';
+    pre.textContent = text;
+    content.node.appendChild(pre);
+    content.node.style.overflow = 'auto';
   }
-  const frame = new IFrame({ sandbox: [] });
-  frame.url = URLExt.join(PageConfig.getBaseUrl(), 'files', URLExt.encodeParts(path)) + `?t=${Date.now()}`;
-  const widget = new MainAreaWidget({ content: frame });
+  const widget = new MainAreaWidget({ content });
   widget.id = id;
-  widget.title.label = 'Type report: ' + path.split('/').slice(-2).join('/');
+  widget.title.label = title;
   widget.title.closable = true;
-  widget.addClass('kt-report-tab');
+  widget.addClass(key === 'report_html' ? 'kt-report-tab' : 'kt-output-tab');
   app.shell.add(widget, 'main');
   app.shell.activateById(id);
 }
@@ -49,15 +62,11 @@ function activate(
   labShell: ILabShell | null
 ): void {
   const store = new Store();
-  const panel = createPanel({ app, tracker, store, openReport: path => openReport(app, path) });
+  const panel = createPanel({ app, tracker, store, openOutput: (job, key, title) => void openOutput(app, job, key, title) });
   panel.title.icon = ICON;
   app.shell.add(panel, 'left', { rank: 200 });
   restorer?.add(panel, panel.id);
   tracker.widgetAdded.connect((_, notebook: NotebookPanel) => new CellRows(notebook, store));
-  app.commands.addCommand('kale-trace:open-report', {
-    label: 'kale-trace: open a type report',
-    execute: args => openReport(app, String(args.path))
-  });
   if (settingRegistry) {
     void settingRegistry.load(PLUGIN_ID).then(settings => {
       const apply = () => {

@@ -19,7 +19,7 @@ interface IProps {
   app: JupyterFrontEnd;
   tracker: INotebookTracker;
   store: Store;
-  openReport: (path: string) => void;
+  openOutput: (jobId: string, key: string, title: string) => void;
 }
 
 const ACTIONS: [string, string][] = [
@@ -34,7 +34,7 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Per-stage rows from the job's events: each dry-run step, compile, each local step. */
-export function stageRows(events: IJobEvent[], finished: boolean): { key: string; label: string; state: string }[] {
+export function stageRows(events: IJobEvent[], jobState: string): { key: string; label: string; state: string }[] {
   const rows: { key: string; label: string; state: string }[] = [];
   const find = (key: string) => rows.find(r => r.key === key);
   for (const event of events) {
@@ -60,8 +60,10 @@ export function stageRows(events: IJobEvent[], finished: boolean): { key: string
       }
     }
   }
-  if (finished) {
-    rows.filter(r => r.state === 'running').forEach(r => (r.state = 'stopped'));
+  // A finished job: what still runs ended with it (done, or failed / stopped where it broke).
+  const end = { succeeded: 'done', failed: 'failed', cancelled: 'stopped' }[jobState];
+  if (end) {
+    rows.filter(r => r.state === 'running').forEach(r => (r.state = end));
   }
   return rows;
 }
@@ -150,22 +152,25 @@ function ErrorBox(props: { error: ILocatedError; goToCell: (i: number) => void }
   );
 }
 
-function Results(props: { view: IJobView; root: string; app: JupyterFrontEnd; openReport: (p: string) => void }) {
-  const result = props.view.result;
-  const done = props.view.done;
-  const open = (absolute: string) => props.app.commands.execute('docmanager:open', { path: relativeToRoot(props.root, absolute) });
+function Results(props: { view: IJobView; root: string; app: JupyterFrontEnd; openOutput: IProps['openOutput'] }) {
+  const { result, done, id } = props.view;
   if (!result) {
     return null;
   }
+  const name = (p: string) => p.split('/').pop() as string;
+  const outputs = done && Array.isArray(done.outputs) ? (done.outputs as string[]) : [];
+  const runDir = done && typeof done.run_dir === 'string' ? (done.run_dir as string) : '';
   return (
     <div className="kt-results">
-      <a className="kt-link-py" onClick={() => open(result.python)}>pipeline .py</a>
-      <a className="kt-link-yaml" onClick={() => open(result.yaml)}>pipeline .yaml</a>
-      <a className="kt-link-report" onClick={() => props.openReport(relativeToRoot(props.root, result.report_html))}>type report</a>
-      {done && typeof done.run_dir === 'string' ? (
-        <a className="kt-link-run" onClick={() => props.app.commands.execute('filebrowser:go-to-path', { path: relativeToRoot(props.root, done.run_dir as string) })}>
-          run outputs ({(done.outputs as string[]).length} files)
-        </a>
+      <a className="kt-link-py" onClick={() => props.openOutput(id, 'python', name(result.python))}>{name(result.python)}</a>
+      <a className="kt-link-yaml" onClick={() => props.openOutput(id, 'yaml', name(result.yaml))}>{name(result.yaml)}</a>
+      <a className="kt-link-report" onClick={() => props.openOutput(id, 'report_html', 'Type report: ' + name(result.outdir))}>type report</a>
+      <span className="kt-outdir" title={result.outdir}>in {relativeToRoot(props.root, result.outdir)}</span>
+      {runDir ? (
+        <details className="kt-link-run">
+          <summary>run outputs: {outputs.length} files in {relativeToRoot(props.root, runDir)}</summary>
+          <ul>{outputs.map(o => <li key={o}>{o.slice(runDir.length + 1)}</li>)}</ul>
+        </details>
       ) : null}
       {done && typeof done.url === 'string' ? (
         <a className="kt-link-kfp" href={done.url as string} target="_blank" rel="noreferrer">run in the KFP UI</a>
@@ -251,7 +256,7 @@ export function PanelView(props: IProps) {
     }
   };
   const changes = events.find(e => e.kind === 'compiled')?.changes as string | null | undefined;
-  const rows = stageRows(events, job !== null && job.state !== 'running');
+  const rows = stageRows(events, job ? job.state : 'running');
 
   return (
     <div className="kt-panel">
@@ -296,7 +301,7 @@ export function PanelView(props: IProps) {
             ))}
           </ul>
           {job.error ? <ErrorBox error={job.error} goToCell={goToCell} /> : null}
-          <Results view={job} root={root} app={props.app} openReport={props.openReport} />
+          <Results view={job} root={root} app={props.app} openOutput={props.openOutput} />
           {changes ? <details className="kt-changes"><summary>What changed since the last compile</summary><pre>{changes}</pre></details> : null}
         </div>
       ) : null}

@@ -88,6 +88,8 @@ test('compile: per-step progress, dataflow badges, type report tab', async ({ pa
   const frame = page.frameLocator('.kt-report-tab iframe');
   await expect(frame.locator('body')).toContainText('prepare');
   await page.screenshot({ path: shot('type-report.png') });
+  await page.click('.kt-link-py');
+  await expect(page.locator('.kt-output-tab pre')).toContainText('@dsl.pipeline');
 });
 
 test('run locally: every step succeeds', async ({ page, tmpPath }) => {
