@@ -12,6 +12,7 @@ import { cancelJob, IJobEvent, IJobView, ILocatedError, pollJob, relativeToRoot,
 import { checkPipelineName, checkVolume, IPipelineMeta, IVolume, readMeta, writeMeta } from './metadata';
 import { IDataflow } from './dataflow';
 import { Store } from './store';
+import { stageRows } from './progress';
 
 export const PANEL_ID = 'kale-trace-panel';
 
@@ -31,41 +32,6 @@ const ACTIONS: [string, string][] = [
 
 function sleep(ms: number): Promise<void> {
   return new Promise(resolve => setTimeout(resolve, ms));
-}
-
-/** Per-stage rows from the job's events: each dry-run step, compile, each local step. */
-export function stageRows(events: IJobEvent[], jobState: string): { key: string; label: string; state: string }[] {
-  const rows: { key: string; label: string; state: string }[] = [];
-  const find = (key: string) => rows.find(r => r.key === key);
-  for (const event of events) {
-    if (event.kind !== 'progress' || !event.stage || event.stage === 'info' || event.stage === 'load') {
-      continue;
-    }
-    const last = rows[rows.length - 1];
-    if (last && last.state === 'running' && !last.key.startsWith('local:')) {
-      last.state = 'done';
-    }
-    if (event.stage === 'local-step') {
-      const key = 'local:' + event.step;
-      const row = find(key) ?? { key, label: `run ${event.step}`, state: 'running' };
-      row.state = event.state === 'running' ? 'running' : (event.state ?? 'done');
-      if (!find(key)) {
-        rows.push(row);
-      }
-    } else {
-      const key = event.stage + ':' + (event.step ?? '');
-      if (!find(key)) {
-        const label = event.stage === 'dry-run' ? `dry run ${event.step}` : event.stage.replace('-', ' ');
-        rows.push({ key, label, state: 'running' });
-      }
-    }
-  }
-  // A finished job: what still runs ended with it (done, or failed / stopped where it broke).
-  const end = { succeeded: 'done', failed: 'failed', cancelled: 'stopped' }[jobState];
-  if (end) {
-    rows.filter(r => r.state === 'running').forEach(r => (r.state = end));
-  }
-  return rows;
 }
 
 function useNotebook(tracker: INotebookTracker, store: Store): [NotebookPanel | null, number] {
@@ -179,11 +145,134 @@ function Results(props: { view: IJobView; root: string; app: JupyterFrontEnd; op
   );
 }
 
+interface IJobState {
+  view: IJobView | null;
+  events: IJobEvent[];
+  requestError: string | null;
+}
+
+const NO_JOB: IJobState = { view: null, events: [], requestError: null };
+
+/** One job per notebook path: start, poll until it ends, cancel. */
+function useJobs(store: Store) {
+  const [jobs, setJobs] = useState<{ [path: string]: IJobState }>({});
+  const put = (path: string, state: Partial<IJobState>) => setJobs(all => ({ ...all, [path]: { ...(all[path] ?? NO_JOB), ...state } }));
+  const start = async (panel: NotebookPanel, action: string, options: { [key: string]: unknown }) => {
+    const path = panel.context.path;
+    put(path, { ...NO_JOB });
+    try {
+      if (store.settings.saveBeforeCompile) {
+        await panel.context.save();
+      }
+      let view = await startJob(path, action, options);
+      let events: IJobEvent[] = [...view.events];
+      put(path, { view, events });
+      while (view.state === 'running') {
+        await sleep(400);
+        view = await pollJob(view.id, events.length);
+        events = [...events, ...view.events];
+        put(path, { view, events });
+      }
+      const compiled = events.find(e => e.kind === 'compiled');
+      if (compiled && compiled.flow) {
+        store.setDataflow(path, compiled.flow as IDataflow);
+      }
+    } catch (error) {
+      put(path, { requestError: String((error as Error).message ?? error) });
+    }
+  };
+  const cancel = async (path: string) => {
+    const view = jobs[path]?.view;
+    if (view) {
+      put(path, { view: await cancelJob(view.id) });
+    }
+  };
+  return { jobOf: (path: string) => jobs[path] ?? NO_JOB, start, cancel };
+}
+
+interface IFormProps {
+  panel: NotebookPanel;
+  store: Store;
+  running: boolean;
+  kfpHost: string;
+  setKfpHost: (host: string) => void;
+  start: (action: string, options: { [key: string]: unknown }) => void;
+  cancel: () => void;
+}
+
+/** The notebook's pipeline settings (written to kubeflow_notebook) and the action buttons. */
+function PipelineForm(props: IFormProps) {
+  const model = props.panel.model!;
+  const path = props.panel.context.path;
+  const raw = model.getMetadata('kubeflow_notebook');
+  const { meta } = readMeta(raw);
+  const settings = props.store.settings;
+  const extra = (model.getMetadata('kale_trace') as { sample_params?: string } | undefined) ?? {};
+  const setMeta = (change: Partial<IPipelineMeta>) => model.setMetadata('kubeflow_notebook', writeMeta(raw, { ...meta, ...change }));
+  const options = (action: string) => ({
+    outdir: settings.outputFolder,
+    base_image: meta.docker_image ? '' : settings.baseImage,
+    sample_params: extra.sample_params ?? '',
+    kfp_host: props.kfpHost,
+    experiment: meta.experiment_name,
+    wait: action === 'run-kfp'
+  });
+  return (
+    <div className="kt-form">
+      <Field id="kt-pipeline-name" label="Pipeline name" value={meta.pipeline_name} placeholder={path.split('/').pop()?.replace('.ipynb', '')}
+        error={checkPipelineName(meta.pipeline_name)} onChange={v => setMeta({ pipeline_name: v })} />
+      <Field id="kt-experiment" label="Experiment" value={meta.experiment_name} placeholder="Default" onChange={v => setMeta({ experiment_name: v })} />
+      <Field id="kt-description" label="Description" value={meta.pipeline_description} onChange={v => setMeta({ pipeline_description: v })} />
+      <Field id="kt-base-image" label="Base image" value={meta.docker_image} placeholder={settings.baseImage || 'python:X.Y of the dry run'}
+        onChange={v => setMeta({ docker_image: v })} />
+      <label className="kt-field kt-check">
+        <input type="checkbox" checked={meta.enable_caching} onChange={e => setMeta({ enable_caching: e.target.checked })} /> Caching
+      </label>
+      <Volumes volumes={meta.volumes} onChange={v => setMeta({ volumes: v })} />
+      <Field id="kt-sample-params" label="Sample parameters (dry run only)" value={extra.sample_params ?? ''} placeholder="sample-params.yaml"
+        onChange={v => model.setMetadata('kale_trace', { ...extra, sample_params: v })} />
+      <Field id="kt-kfp-host" label="KFP host (credentials: the server's environment)" value={props.kfpHost} placeholder="http://localhost:8080" onChange={props.setKfpHost} />
+      <div className="kt-buttons">
+        {ACTIONS.map(([action, label]) => (
+          <button key={action} id={`kt-${action}`} className="jp-mod-styled jp-mod-accept" disabled={props.running} onClick={() => props.start(action, options(action))}>
+            {label}
+          </button>
+        ))}
+        {props.running ? <button id="kt-cancel" className="jp-mod-styled jp-mod-warn" onClick={props.cancel}>Cancel</button> : null}
+      </div>
+    </div>
+  );
+}
+
+/** A job's live progress, its located error, what it wrote and what changed. */
+function JobView(props: { job: IJobState; root: string; app: JupyterFrontEnd; openOutput: IProps['openOutput']; goToCell: (i: number) => void }) {
+  const { view, events, requestError } = props.job;
+  const changes = events.find(e => e.kind === 'compiled')?.changes as string | null | undefined;
+  return (
+    <>
+      {requestError ? <div className="kt-error"><div className="kt-error-message">{requestError}</div></div> : null}
+      {view ? (
+        <div className="kt-job" data-state={view.state}>
+          <div className="kt-job-state">{view.action}: {view.state}</div>
+          <ul className="kt-progress">
+            {stageRows(events, view.state).map(r => (
+              <li key={r.key} className={`kt-stage kt-stage-${r.state.toLowerCase()}`} data-stage={r.key}>
+                <span className="kt-stage-state">{r.state}</span> {r.label}
+              </li>
+            ))}
+          </ul>
+          {view.error ? <ErrorBox error={view.error} goToCell={props.goToCell} /> : null}
+          <Results view={view} root={props.root} app={props.app} openOutput={props.openOutput} />
+          {changes ? <details className="kt-changes"><summary>What changed since the last compile</summary><pre>{changes}</pre></details> : null}
+        </div>
+      ) : null}
+    </>
+  );
+}
+
 export function PanelView(props: IProps) {
   const [panel] = useNotebook(props.tracker, props.store);
-  const [job, setJob] = useState<IJobView | null>(null);
-  const [events, setEvents] = useState<IJobEvent[]>([]);
-  const [requestError, setRequestError] = useState<string | null>(null);
+  const jobs = useJobs(props.store);
   const [root, setRoot] = useState('');
   const [kfpHost, setKfpHost] = useState('');
   useEffect(() => {
@@ -194,14 +283,11 @@ export function PanelView(props: IProps) {
   }
   const model = panel.model;
   const path = panel.context.path;
-  const raw = model.getMetadata('kubeflow_notebook');
-  const { enabled: hasMeta, meta } = readMeta(raw);
+  const { enabled: hasMeta, meta } = readMeta(model.getMetadata('kubeflow_notebook'));
   const enabled = hasMeta || props.store.settings.enableByDefault;
-  const extra = (model.getMetadata('kale_trace') as { sample_params?: string } | undefined) ?? {};
-  const setMeta = (change: Partial<IPipelineMeta>) => model.setMetadata('kubeflow_notebook', writeMeta(raw, { ...meta, ...change }));
   const enable = (on: boolean) => {
     if (on) {
-      setMeta({ docker_image: meta.docker_image || props.store.settings.baseImage });
+      model.setMetadata('kubeflow_notebook', writeMeta(undefined, { ...meta, docker_image: props.store.settings.baseImage }));
     } else {
       model.deleteMetadata('kubeflow_notebook');
     }
@@ -212,52 +298,7 @@ export function PanelView(props: IProps) {
     panel.content.activeCellIndex = index;
     void panel.content.scrollToItem(index, 'center');
   };
-  const running = job !== null && job.state === 'running';
-
-  const start = async (action: string) => {
-    setRequestError(null);
-    try {
-      if (props.store.settings.saveBeforeCompile) {
-        await panel.context.save();
-      }
-      const options = {
-        outdir: props.store.settings.outputFolder,
-        base_image: meta.docker_image ? '' : props.store.settings.baseImage,
-        sample_params: extra.sample_params ?? '',
-        kfp_host: kfpHost,
-        experiment: meta.experiment_name,
-        wait: action === 'run-kfp'
-      };
-      let view = await startJob(path, action, options);
-      let all: IJobEvent[] = [...view.events];
-      setJob(view);
-      setEvents(all);
-      while (view.state === 'running' || view.next < all.length) {
-        await sleep(400);
-        view = await pollJob(view.id, all.length);
-        all = [...all, ...view.events];
-        setJob(view);
-        setEvents(all);
-        if (view.state !== 'running' && view.events.length === 0) {
-          break;
-        }
-      }
-      const compiled = all.find(e => e.kind === 'compiled');
-      if (compiled && compiled.flow) {
-        props.store.setDataflow(path, compiled.flow as IDataflow);
-      }
-    } catch (error) {
-      setRequestError(String((error as Error).message ?? error));
-    }
-  };
-  const cancel = async () => {
-    if (job) {
-      setJob(await cancelJob(job.id));
-    }
-  };
-  const changes = events.find(e => e.kind === 'compiled')?.changes as string | null | undefined;
-  const rows = stageRows(events, job ? job.state : 'running');
-
+  const job = jobs.jobOf(path);
   return (
     <div className="kt-panel">
       <h2>kale-trace</h2>
@@ -265,46 +306,10 @@ export function PanelView(props: IProps) {
         <input type="checkbox" checked={enabled} onChange={e => enable(e.target.checked)} /> Enable for this notebook
       </label>
       {enabled ? (
-        <div className="kt-form">
-          <Field id="kt-pipeline-name" label="Pipeline name" value={meta.pipeline_name} placeholder={path.split('/').pop()?.replace('.ipynb', '')}
-            error={checkPipelineName(meta.pipeline_name)} onChange={v => setMeta({ pipeline_name: v })} />
-          <Field id="kt-experiment" label="Experiment" value={meta.experiment_name} placeholder="Default" onChange={v => setMeta({ experiment_name: v })} />
-          <Field id="kt-description" label="Description" value={meta.pipeline_description} onChange={v => setMeta({ pipeline_description: v })} />
-          <Field id="kt-base-image" label="Base image" value={meta.docker_image} placeholder={props.store.settings.baseImage || 'python:X.Y of the dry run'}
-            onChange={v => setMeta({ docker_image: v })} />
-          <label className="kt-field kt-check">
-            <input type="checkbox" checked={meta.enable_caching} onChange={e => setMeta({ enable_caching: e.target.checked })} /> Caching
-          </label>
-          <Volumes volumes={meta.volumes} onChange={v => setMeta({ volumes: v })} />
-          <Field id="kt-sample-params" label="Sample parameters (dry run only)" value={extra.sample_params ?? ''} placeholder="sample-params.yaml"
-            onChange={v => model.setMetadata('kale_trace', { ...extra, sample_params: v })} />
-          <Field id="kt-kfp-host" label="KFP host (credentials: the server's environment)" value={kfpHost} placeholder="http://localhost:8080" onChange={setKfpHost} />
-          <div className="kt-buttons">
-            {ACTIONS.map(([action, label]) => (
-              <button key={action} id={`kt-${action}`} className="jp-mod-styled jp-mod-accept" disabled={running} onClick={() => void start(action)}>
-                {label}
-              </button>
-            ))}
-            {running ? <button id="kt-cancel" className="jp-mod-styled jp-mod-warn" onClick={() => void cancel()}>Cancel</button> : null}
-          </div>
-        </div>
+        <PipelineForm panel={panel} store={props.store} running={job.view?.state === 'running'} kfpHost={kfpHost} setKfpHost={setKfpHost}
+          start={(action, options) => void jobs.start(panel, action, options)} cancel={() => void jobs.cancel(path)} />
       ) : null}
-      {requestError ? <div className="kt-error"><div className="kt-error-message">{requestError}</div></div> : null}
-      {job ? (
-        <div className="kt-job" data-state={job.state}>
-          <div className="kt-job-state">{job.action}: {job.state}</div>
-          <ul className="kt-progress">
-            {rows.map(r => (
-              <li key={r.key} className={`kt-stage kt-stage-${r.state.toLowerCase()}`} data-stage={r.key}>
-                <span className="kt-stage-state">{r.state}</span> {r.label}
-              </li>
-            ))}
-          </ul>
-          {job.error ? <ErrorBox error={job.error} goToCell={goToCell} /> : null}
-          <Results view={job} root={root} app={props.app} openOutput={props.openOutput} />
-          {changes ? <details className="kt-changes"><summary>What changed since the last compile</summary><pre>{changes}</pre></details> : null}
-        </div>
-      ) : null}
+      <JobView job={job} root={root} app={props.app} openOutput={props.openOutput} goToCell={goToCell} />
     </div>
   );
 }

@@ -80,6 +80,7 @@ test('compile: per-step progress, dataflow badges, type report tab', async ({ pa
   await expect(prepare.locator('.kt-in')).toContainText(['df ← load_data']);
   await expect(prepare.locator('.kt-out').first()).toContainText('→');
   await expect(page.locator('.kt-dataflow[data-step="evaluate"] .kt-in')).not.toHaveCount(0);
+  await page.locator('.kt-dataflow[data-step="train_logreg"]').scrollIntoViewIfNeeded();
   await page.locator('.jp-NotebookPanel').first().screenshot({ path: shot('badges.png') });
   await page.screenshot({ path: shot('panel-and-badges.png') });
   await page.click('.kt-link-report');
