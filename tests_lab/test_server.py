@@ -155,3 +155,19 @@ async def test_cluster_run_without_a_host_is_a_located_error(
     assert "KF_PIPELINES_ENDPOINT" in view["error"]["fix"]
     config = json.loads((await jp_fetch("kale-trace", "config")).body)
     assert config["kfp_host"] == "" and "has_token" in config
+
+
+async def test_second_compile_reports_what_changed(jp_fetch: Any, jp_root_dir: Path) -> None:
+    write_notebook(jp_root_dir, "two.ipynb", TWO_STEPS)
+    first = await poll(jp_fetch, (await start(jp_fetch, "two.ipynb"))["id"], finished)
+    assert first["state"] == "succeeded" and first["result"]["changes"] is None
+    changed = [
+        *TWO_STEPS[:2],
+        (["step:total", "prev:make"], "total = sum(values)\nn = len(values)"),
+    ]
+    changed.append((["step:report", "prev:total"], "print(n, total)"))
+    write_notebook(jp_root_dir, "two.ipynb", changed)
+    second = await poll(jp_fetch, (await start(jp_fetch, "two.ipynb"))["id"], finished)
+    assert second["state"] == "succeeded"
+    changes = second["result"]["changes"]
+    assert "total" in changes and "report" in changes and "n" in changes

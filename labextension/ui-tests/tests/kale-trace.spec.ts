@@ -3,7 +3,7 @@
  * editor, compile and watch per-step progress and the dataflow badges, open the type
  * report, run locally, and a bad tag's error naming its cell.
  */
-import { expect, test } from '@jupyterlab/galata';
+import { expect, galata, test } from '@jupyterlab/galata';
 import { Page } from '@playwright/test';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -93,14 +93,19 @@ test('compile: per-step progress, dataflow badges, type report tab', async ({ pa
   await expect(page.locator('.kt-output-tab pre')).toContainText('@dsl.pipeline');
 });
 
-test('run locally: every step succeeds', async ({ page, tmpPath }) => {
-  await openExample(page, tmpPath);
-  await compile(page, '#kt-run');
-  const steps = page.locator('.kt-stage[data-stage^="local:"]');
-  await expect(steps).toHaveCount(5);
-  await expect(page.locator('.kt-stage[data-stage^="local:"].kt-stage-success')).toHaveCount(5);
-  await expect(page.locator('.kt-link-run')).toBeVisible();
-  await page.screenshot({ path: shot('run-locally.png') });
+test.describe('with the output folder set in the settings registry', () => {
+  test.use({ mockSettings: { ...galata.DEFAULT_SETTINGS, 'kale-trace:plugin': { outputFolder: 'pipeline-out' } } });
+
+  test('run locally: every step succeeds, into the configured folder', async ({ page, tmpPath }) => {
+    await openExample(page, tmpPath);
+    await compile(page, '#kt-run');
+    const steps = page.locator('.kt-stage[data-stage^="local:"]');
+    await expect(steps).toHaveCount(5);
+    await expect(page.locator('.kt-stage[data-stage^="local:"].kt-stage-success')).toHaveCount(5);
+    await expect(page.locator('.kt-link-run')).toBeVisible();
+    await expect(page.locator('.kt-outdir')).toContainText(`${tmpPath}/pipeline-out`);
+    await page.screenshot({ path: shot('run-locally.png') });
+  });
 });
 
 test('a bad tag is an error naming the cell, with go to cell', async ({ page, tmpPath }) => {
