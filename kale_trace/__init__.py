@@ -5,3 +5,13 @@ kernel), not from guessing with static analysis alone.
 """
 
 __version__ = "0.1.0"
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where `jupyter labextension develop` finds the built JupyterLab extension."""
+    return [{"src": "labextension", "dest": "kale-trace"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    """The server extension (REST handlers for the lab extension) is `kale_trace.lab`."""
+    return [{"module": "kale_trace.lab"}]
