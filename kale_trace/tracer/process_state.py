@@ -166,7 +166,8 @@ def builtins_changed() -> list[str]:
     )
 
 
-_IPYTHON_BUILTINS = {"exit", "quit", "get_ipython", "display", "dreload"}  # IPython's per cell
+# IPython sets these per cell; ipykernel replaces `input` on every request it forwards.
+_IPYTHON_BUILTINS = {"exit", "quit", "get_ipython", "display", "dreload", "input", "raw_input"}
 
 
 # numpy's print options as a fresh numpy has them (the same in numpy 1.26 and 2.x).
